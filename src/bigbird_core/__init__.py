@@ -1,0 +1,35 @@
+"""bigbird_core: the NumPy specification of BigBird and its NumPy reference backend.
+
+Importing this package never imports torch or jax.
+"""
+
+from .config import BigBirdConfig
+from .errors import BigBirdError, CheckpointError, ConfigError, InputError
+from .heads import (
+    MODEL_CLASSES,
+    BigBirdForCausalLM,
+    BigBirdForMaskedLM,
+    BigBirdForMultipleChoice,
+    BigBirdForPreTraining,
+    BigBirdForQuestionAnswering,
+    BigBirdForSequenceClassification,
+    BigBirdForTokenClassification,
+    BigBirdModel,
+    BigBirdPreTrainedModel,
+)
+from .inputs import CallPlan, plan_call
+from .layout import BlockLayout, block_layout, dense_mask
+from .plans import google_plan, make_plan, seeded_plan, transformers_plan
+from .tolerances import TOLERANCES, assert_close, compare
+from .weights import HEADS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BigBirdConfig", "BigBirdError", "CheckpointError", "ConfigError", "InputError", "MODEL_CLASSES",
+    "BigBirdModel", "BigBirdForPreTraining", "BigBirdForMaskedLM", "BigBirdForCausalLM",
+    "BigBirdForSequenceClassification", "BigBirdForMultipleChoice", "BigBirdForTokenClassification",
+    "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "CallPlan", "plan_call", "BlockLayout",
+    "block_layout", "dense_mask", "make_plan", "transformers_plan", "google_plan", "seeded_plan", "HEADS",
+    "TOLERANCES", "assert_close", "compare",
+]  # fmt: skip

@@ -1,0 +1,195 @@
+"""``BigBirdConfig``: every field of transformers' BigBirdConfig, with the same defaults.
+
+Reads and writes a transformers ``config.json``; keys we do not model are kept in ``extra`` and written
+back unchanged, so a round trip through this class loses nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, fail
+
+ACTIVATIONS = ("gelu_new", "gelu", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh", "linear")
+ATTENTION_TYPES = ("block_sparse", "original_full")
+RANDOM_PLANS = ("transformers", "google", "seeded")
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+
+
+@dataclass(frozen=True)
+class BigBirdConfig:
+    """Hyper-parameters of a BigBird model (frozen; use :meth:`replace` to derive a variant).
+
+    Example:
+        >>> cfg = BigBirdConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2)
+        >>> cfg.head_dim
+        16
+    """
+
+    vocab_size: int = 50358  # rows of the word embedding and of the MLM decoder
+    hidden_size: int = 768  # model width
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072  # width of the feed-forward layer
+    hidden_act: str = "gelu_new"  # activation of the feed-forward, MLM transform and classifier heads
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1  # full attention only; block-sparse has no attention dropout
+    max_position_embeddings: int = 4096  # longest input; rows of the position embedding
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02  # std of the normal initialisation
+    layer_norm_eps: float = 1e-12
+    use_cache: bool = True  # causal LM: return a key/value cache
+    pad_token_id: int = 0  # pads input ids and given position ids up to a multiple of block_size
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    sep_token_id: int = 66  # QA: the question ends at the first [SEP]
+    attention_type: str = "block_sparse"  # or "original_full"
+    use_bias: bool = True  # bias of the query/key/value projections only
+    rescale_embeddings: bool = False  # multiply word embeddings by sqrt(hidden_size)
+    block_size: int = 64  # tokens per attention block
+    num_random_blocks: int = 3  # random key blocks per middle query block
+    classifier_dropout: float | None = None  # sequence/token classifiers; None means hidden_dropout_prob
+    num_labels: int = 2
+    problem_type: str | None = None  # sequence classification loss; None infers it from the labels
+    is_decoder: bool = False  # causal self-attention (BigBirdForCausalLM)
+    add_cross_attention: bool = False  # not supported: BigBird has no encoder-decoder form here
+    tie_word_embeddings: bool = True  # the MLM decoder weight is the word embedding matrix
+    chunk_size_feed_forward: int = 0  # accepted for compatibility; has no numerical effect
+    output_attentions: bool = False
+    output_hidden_states: bool = False
+    use_return_dict: bool = True
+    # Our own choice of random-block plan (see bigbird_core.plans): "transformers" reproduces
+    # transformers 4.57.6 (zeros in eval, a seeded per-layer plan in train), "google" the original
+    # planner fixed at construction, "seeded" a fresh plan drawn from plan_seed.
+    random_plan: str = "transformers"
+    plan_seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # unknown config.json keys
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ----------------------------------------------------------------------------------------- derived
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def min_block_sparse_length(self) -> int:
+        """Shortest padded length that runs block-sparse: longer than (5 + 2r) blocks."""
+        return (5 + 2 * self.num_random_blocks) * self.block_size + 1
+
+    @property
+    def effective_classifier_dropout(self) -> float:
+        return self.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
+
+    def replace(self, **changes: Any) -> BigBirdConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    # -------------------------------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first field that cannot work."""
+        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                    "intermediate_size", "max_position_embeddings", "type_vocab_size", "block_size",
+                    "num_labels")  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise fail(ConfigError, name, "a positive integer", value)
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size: expected a multiple of num_attention_heads ({self.num_attention_heads}), "
+                f"got {self.hidden_size}"
+            )
+        r = self.num_random_blocks
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            raise fail(ConfigError, "num_random_blocks", "a non-negative integer", r)
+        if self.attention_type not in ATTENTION_TYPES:
+            raise fail(ConfigError, "attention_type", f"one of {ATTENTION_TYPES}", repr(self.attention_type))
+        if self.hidden_act not in ACTIVATIONS:
+            raise fail(ConfigError, "hidden_act", f"one of {ACTIVATIONS}", repr(self.hidden_act))
+        if self.random_plan not in RANDOM_PLANS:
+            raise fail(ConfigError, "random_plan", f"one of {RANDOM_PLANS}", repr(self.random_plan))
+        if self.problem_type not in PROBLEM_TYPES:
+            raise fail(ConfigError, "problem_type", f"one of {PROBLEM_TYPES}", repr(self.problem_type))
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is None and name == "classifier_dropout":
+                continue
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise fail(ConfigError, name, "a probability in [0, 1)", value)
+        if not self.layer_norm_eps > 0:
+            raise fail(ConfigError, "layer_norm_eps", "a positive number", self.layer_norm_eps)
+        for name in ("pad_token_id", "sep_token_id"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < self.vocab_size:
+                raise fail(ConfigError, name, f"a token id in [0, {self.vocab_size})", value)
+        if self.pad_token_id >= self.max_position_embeddings:
+            # given position ids are padded with pad_token_id, which must be a valid position
+            raise fail(ConfigError, "pad_token_id", f"< max_position_embeddings ({self.max_position_embeddings})",
+                       self.pad_token_id)  # fmt: skip
+        if self.add_cross_attention:
+            raise fail(ConfigError, "add_cross_attention", "False (cross-attention is not supported)", True)
+
+    # ------------------------------------------------------------------------------------ config.json
+    def to_dict(self) -> dict[str, Any]:
+        """The ``config.json`` content, transformers' key names, unknown keys preserved."""
+        out: dict[str, Any] = dict(self.extra)
+        for f in dataclasses.fields(self):
+            if f.name in ("extra", "num_labels", "use_return_dict"):
+                continue
+            out[f.name] = getattr(self, f.name)
+        out["return_dict"] = self.use_return_dict
+        labels = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
+        old = self.extra.get("id2label")
+        if isinstance(old, dict) and len(old) == self.num_labels:
+            labels = {str(k): v for k, v in old.items()}
+        out["id2label"] = labels
+        out["label2id"] = {v: int(k) for k, v in labels.items()}
+        out["model_type"] = "big_bird"
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BigBirdConfig:
+        """Build from a ``config.json`` dict; keys that are not fields go to ``extra``."""
+        if not isinstance(data, dict):
+            raise fail(ConfigError, "config", "a JSON object", data)
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in names:
+                kwargs[key] = value
+            elif key == "return_dict":
+                kwargs["use_return_dict"] = value
+            else:
+                extra[key] = value
+        if "num_labels" not in kwargs and isinstance(data.get("id2label"), dict):
+            kwargs["num_labels"] = len(data["id2label"])
+        return cls(**kwargs, extra=extra)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``config.json`` to ``path`` (a file path)."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> BigBirdConfig:
+        """Read a ``config.json`` file, or ``config.json`` inside a directory."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "config.json")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config: no config.json at {path}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid JSON ({exc})") from None
+        return cls.from_dict(data)

@@ -1,0 +1,115 @@
+"""The block layout as data: which key blocks every query block attends to, and how they are masked.
+
+Query blocks 0 and ``n - 1`` are global: they attend to every key. Every other query block ``i``
+(a "middle row", row ``j = i - 1`` of a plan) attends, in one softmax, to ``S = 5 + r`` key-block
+*slots*::
+
+    slot:  0        1       2     3       4        5 ... 4 + r
+    block: 0        i - 1   i     i + 1   n - 1    plan[j, 0 .. r-1]
+
+In rows 1 and ``n - 2`` one window slot repeats a global block (``i - 1 = 0``, ``i + 1 = n - 1``)
+and is switched off, giving transformers' ``[0, 1, 2, last]`` and ``[0, n-3, n-2, last]``. Random
+slots are never switched off: a repeated block (all-zero eval plans) counts once per slot, as in
+transformers.
+
+Masking rule (transformers 4.57.6): a key's padding always masks it; the *query's* padding also
+masks the window slots of rows 2..n-3 and every random slot, but not the global slots nor the window
+of rows 1 and n-2. It only matters for padded query rows, whose outputs are zeroed, but it shows in
+their attention probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NUM_STATIC_SLOTS = 5  # first global, window of three, last global
+BLOCK_SPARSE_PENALTY = -10000.0  # added to masked scores in block-sparse attention (transformers)
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """The slots of every middle query block, for all layers at once.
+
+    Attributes:
+        num_blocks: blocks of the padded sequence (``n``).
+        block_size: tokens per block.
+        key_blocks: int32 ``(layers, heads, n - 2, S)``, the key block of each slot.
+        slot_valid: bool ``(n - 2, S)``; False for the switched-off duplicate window slot.
+        query_masked: bool ``(n - 2, S)``; True where the query's padding also masks the slot.
+    """
+
+    num_blocks: int
+    block_size: int
+    key_blocks: np.ndarray
+    slot_valid: np.ndarray
+    query_masked: np.ndarray
+
+    @property
+    def num_slots(self) -> int:
+        return self.key_blocks.shape[-1]
+
+
+def block_layout(plan: np.ndarray, block_size: int) -> BlockLayout:
+    """The layout for ``plan`` (``(layers, heads, n - 2, r)``) and ``block_size``.
+
+    Example:
+        >>> lay = block_layout(np.zeros((1, 2, 10, 3), np.int32), 16)
+        >>> lay.key_blocks.shape, lay.num_blocks
+        ((1, 2, 10, 8), 12)
+    """
+    layers, heads, rows, r = plan.shape
+    n = rows + 2
+    i = np.arange(1, n - 1, dtype=np.int32)  # query block of each row
+    static = np.stack([np.zeros_like(i), i - 1, i, i + 1, np.full_like(i, n - 1)], axis=-1)  # (n-2, 5)
+    static = np.broadcast_to(static, (layers, heads, rows, NUM_STATIC_SLOTS))
+    key_blocks = np.concatenate([static, plan.astype(np.int32)], axis=-1)  # (layers, heads, n-2, S)
+    slot_valid = np.ones((rows, NUM_STATIC_SLOTS + r), dtype=bool)
+    slot_valid[0, 1] = False  # row 1: i - 1 == 0 is the first global block
+    slot_valid[-1, 3] = False  # row n-2: i + 1 == n - 1 is the last global block
+    query_masked = np.zeros((rows, NUM_STATIC_SLOTS + r), dtype=bool)
+    query_masked[1:-1, 1:4] = True  # window of rows 2..n-3
+    query_masked[:, NUM_STATIC_SLOTS:] = True  # random slots
+    for a in (key_blocks, slot_valid, query_masked):
+        a.setflags(write=False)
+    return BlockLayout(n, block_size, key_blocks, slot_valid, query_masked)
+
+
+def dense_winner(layout: BlockLayout, layer: int) -> np.ndarray:
+    """For output_attentions: which slot's probability shows at (row, key block) in the dense matrix.
+
+    transformers writes the slots of a row into the dense matrix in order (window, globals, then
+    random), later writes overwriting earlier ones; with our slot order that is "the last valid slot
+    of that block wins".
+
+    Returns:
+        int32 ``(heads, n - 2, n)``: a slot index, or -1 where the row does not attend the block.
+    """
+    kb = layout.key_blocks[layer]  # (heads, n-2, S)
+    heads, rows, slots = kb.shape
+    winner = np.full((heads, rows, layout.num_blocks), -1, dtype=np.int32)
+    h_idx, r_idx = np.meshgrid(np.arange(heads), np.arange(rows), indexing="ij")
+    order = [1, 2, 3, 0, 4] + list(range(NUM_STATIC_SLOTS, slots))  # transformers' write order
+    for s in order:
+        valid = layout.slot_valid[:, s][None, :]  # (1, n-2)
+        hs, rs = h_idx[np.broadcast_to(valid, kb.shape[:2])], r_idx[np.broadcast_to(valid, kb.shape[:2])]
+        winner[hs, rs, kb[hs, rs, s]] = s
+    return winner
+
+
+def block_mask(layout: BlockLayout, layer: int) -> np.ndarray:
+    """Which key blocks each query block attends to: bool ``(heads, n, n)`` (rows 0, n-1 all True)."""
+    heads = layout.key_blocks.shape[1]
+    n = layout.num_blocks
+    out = np.zeros((heads, n, n), dtype=bool)
+    out[:, 0] = True
+    out[:, -1] = True
+    out[:, 1:-1] = dense_winner(layout, layer) >= 0
+    return out
+
+
+def dense_mask(layout: BlockLayout, layer: int) -> np.ndarray:
+    """The token-level attention pattern: bool ``(heads, L, L)`` with ``L = n * block_size``."""
+    b = layout.block_size
+    return np.repeat(np.repeat(block_mask(layout, layer), b, axis=1), b, axis=2)

@@ -1,0 +1,82 @@
+"""NumPy numerics shared by the reference model: activations, LayerNorm, softmax, losses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """``gelu_new``: the tanh approximation of GELU."""
+    return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+
+
+def gelu_fast(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+def gelu_erf(x: np.ndarray) -> np.ndarray:
+    return (0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))).astype(x.dtype)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+ACTIVATIONS = {
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_fast,
+    "gelu": gelu_erf,
+    "relu": lambda x: np.maximum(x, 0),
+    "silu": silu,
+    "swish": silu,
+    "tanh": np.tanh,
+    "linear": lambda x: x,
+}
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``x @ weight.T + bias`` with torch's ``[out, in]`` weight layout."""
+    y = x @ weight.T
+    return y if bias is None else y + bias
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + np.asarray(eps, x.dtype)) * weight + bias
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray, ignore_index: int = -100) -> np.ndarray:
+    """Mean cross-entropy over the labels that are not ``ignore_index`` (NaN when none remain, as torch)."""
+    logits = logits.reshape(-1, logits.shape[-1])
+    labels = np.asarray(labels).reshape(-1)
+    keep = labels != ignore_index
+    if not keep.any():
+        return np.asarray(np.nan, logits.dtype)
+    lp = log_softmax(logits[keep])
+    return -lp[np.arange(lp.shape[0]), labels[keep]].mean()
+
+
+def bce_with_logits(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    targets = np.asarray(targets, logits.dtype)
+    return (np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))).mean()
+
+
+def mse(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return ((pred - np.asarray(target, pred.dtype)) ** 2).mean()

@@ -1,0 +1,89 @@
+"""The one tolerance table, and the comparison every test and ``bigbird check`` use.
+
+Error measure: ``max |actual - expected| / scale`` where ``scale`` is the largest magnitude of the
+expected array among its ordinary entries. Entries shifted by a masking penalty (``|x| >= 1e4``: the QA
+``-1e6`` and attention ``-1e4`` masks) would otherwise set the scale; they are measured relative to
+themselves instead. Low-precision arrays are upcast to float64 before comparing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SENTINEL = 1e4  # magnitudes from here on are masking penalties, compared relative to themselves
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    output: float  # outputs, hidden states, attention probabilities, losses
+    gradient: float  # gradients of a loss with respect to parameters
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    "float64": Tolerance(output=1e-10, gradient=1e-9),
+    "float32": Tolerance(output=1e-5, gradient=1e-4),
+    "bfloat16": Tolerance(output=2e-2, gradient=2e-2),
+    "float16": Tolerance(output=2e-2, gradient=2e-2),
+}
+
+
+def tolerance(dtype: Any, kind: str = "output") -> float:
+    """The tolerance for ``dtype`` ('float32', np.float32, torch.float32, ...) and ``kind``."""
+    name = str(dtype).replace("torch.", "").replace("<class 'numpy.", "").rstrip("'>")
+    if name not in TOLERANCES:
+        raise ValueError(f"dtype: expected one of {sorted(TOLERANCES)}, got {dtype!r}")
+    return getattr(TOLERANCES[name], kind)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    max_abs: float  # largest absolute difference
+    rel: float  # the error measure (see module docstring)
+    where: tuple[int, ...]  # index of the worst element
+    tol: float
+    ok: bool
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.ok else "FAIL"
+        return f"max abs {self.max_abs:.3e}, rel {self.rel:.3e} at {self.where} (tol {self.tol:.0e}) {verdict}"
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A float64 NumPy copy of a NumPy, torch or JAX array (bf16 upcast)."""
+    if hasattr(x, "detach"):  # torch
+        x = x.detach().cpu()
+        x = x.float() if str(x.dtype) in ("torch.bfloat16", "torch.float16") else x
+        return x.numpy().astype(np.float64)
+    return np.asarray(x, dtype=np.float64)
+
+
+def compare(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "output") -> Comparison:
+    """Compare ``actual`` against ``expected`` at the table's tolerance for ``dtype`` and ``kind``."""
+    a, e = to_numpy(actual), to_numpy(expected)
+    tol = tolerance(dtype, kind)
+    if a.shape != e.shape:
+        return Comparison(float("inf"), float("inf"), (), tol, False)
+    if a.size == 0:
+        return Comparison(0.0, 0.0, (), tol, True)
+    diff = np.abs(a - e)
+    diff = np.where(np.isnan(a) & np.isnan(e), 0.0, diff)
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    big = np.abs(e) >= SENTINEL
+    ordinary = np.abs(e[~big]).max() if (~big).any() else 1.0
+    scale = np.where(big, np.abs(e), max(ordinary, 1e-30))
+    err = diff / scale
+    worst = np.unravel_index(int(np.argmax(err)), err.shape)
+    rel = float(err[worst])
+    return Comparison(float(diff.max()), rel, tuple(int(i) for i in worst), tol, rel <= tol)
+
+
+def assert_close(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "output", name: str = "") -> Comparison:
+    """Raise AssertionError with the max difference and where it is, unless within tolerance."""
+    c = compare(actual, expected, dtype, kind)
+    if not c.ok:
+        shapes = f" (shapes {np.shape(actual)} vs {np.shape(expected)})" if np.shape(actual) != np.shape(expected) else ""
+        raise AssertionError(f"{name or 'value'}: {c}{shapes}")
+    return c

@@ -1,0 +1,195 @@
+"""The weight-name table: every parameter of every head, by its canonical name and shape.
+
+Canonical names are the transformers PyTorch ``state_dict`` names (Linear weights ``[out, in]``). Heads
+keep the body under ``bert.``; ``BigBirdModel`` has no prefix. The MLM decoder is tied: its weight is
+the word embedding matrix and its bias is ``cls.predictions.bias``; neither is stored separately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import BigBirdConfig
+from .errors import CheckpointError, InputError, fail
+
+HEADS = (
+    "BigBirdModel",
+    "BigBirdForPreTraining",
+    "BigBirdForMaskedLM",
+    "BigBirdForCausalLM",
+    "BigBirdForSequenceClassification",
+    "BigBirdForMultipleChoice",
+    "BigBirdForTokenClassification",
+    "BigBirdForQuestionAnswering",
+)
+BODY_PREFIX = "bert."
+TIED_DECODER_WEIGHT = "cls.predictions.decoder.weight"
+TIED_DECODER_BIAS = "cls.predictions.decoder.bias"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: its canonical name, shape and how it is initialised ('normal', 'zeros', 'ones')."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: str
+
+
+def check_head(head: str) -> str:
+    if head not in HEADS:
+        raise fail(InputError, "head", f"one of {', '.join(HEADS)}", repr(head))
+    return head
+
+
+def default_pooler(head: str) -> bool:
+    """Whether ``head`` has a pooler by default (QA does not: ``add_pooling_layer=False``)."""
+    return check_head(head) != "BigBirdForQuestionAnswering"
+
+
+def _linear(name: str, n_out: int, n_in: int, bias: bool = True) -> list[ParamSpec]:
+    out = [ParamSpec(f"{name}.weight", (n_out, n_in), "normal")]
+    return out + [ParamSpec(f"{name}.bias", (n_out,), "zeros")] if bias else out
+
+
+def _norm(name: str, width: int) -> list[ParamSpec]:
+    return [ParamSpec(f"{name}.weight", (width,), "ones"), ParamSpec(f"{name}.bias", (width,), "zeros")]
+
+
+def _body(c: BigBirdConfig, pooler: bool) -> list[ParamSpec]:
+    h = c.hidden_size
+    specs = [
+        ParamSpec("embeddings.word_embeddings.weight", (c.vocab_size, h), "normal"),
+        ParamSpec("embeddings.position_embeddings.weight", (c.max_position_embeddings, h), "normal"),
+        ParamSpec("embeddings.token_type_embeddings.weight", (c.type_vocab_size, h), "normal"),
+        *_norm("embeddings.LayerNorm", h),
+    ]
+    for i in range(c.num_hidden_layers):
+        p = f"encoder.layer.{i}."
+        for proj in ("query", "key", "value"):
+            specs += _linear(p + f"attention.self.{proj}", h, h, bias=c.use_bias)
+        specs += _linear(p + "attention.output.dense", h, h) + _norm(p + "attention.output.LayerNorm", h)
+        specs += _linear(p + "intermediate.dense", c.intermediate_size, h)
+        specs += _linear(p + "output.dense", h, c.intermediate_size) + _norm(p + "output.LayerNorm", h)
+    if pooler:
+        specs += _linear("pooler", h, h)
+    return specs
+
+
+def _mlm(c: BigBirdConfig) -> list[ParamSpec]:
+    specs = _linear("cls.predictions.transform.dense", c.hidden_size, c.hidden_size)
+    specs += _norm("cls.predictions.transform.LayerNorm", c.hidden_size)
+    specs += [ParamSpec("cls.predictions.bias", (c.vocab_size,), "zeros")]
+    if not c.tie_word_embeddings:
+        specs += [ParamSpec(TIED_DECODER_WEIGHT, (c.vocab_size, c.hidden_size), "normal")]
+    return specs
+
+
+def _head(c: BigBirdConfig, head: str) -> list[ParamSpec]:
+    h = c.hidden_size
+    if head == "BigBirdForPreTraining":
+        return _mlm(c) + _linear("cls.seq_relationship", 2, h)
+    if head in ("BigBirdForMaskedLM", "BigBirdForCausalLM"):
+        return _mlm(c)
+    if head == "BigBirdForSequenceClassification":
+        return _linear("classifier.dense", h, h) + _linear("classifier.out_proj", c.num_labels, h)
+    if head == "BigBirdForMultipleChoice":
+        return _linear("classifier", 1, h)
+    if head == "BigBirdForTokenClassification":
+        return _linear("classifier", c.num_labels, h)
+    if head == "BigBirdForQuestionAnswering":
+        specs = _linear("qa_classifier.intermediate.dense", c.intermediate_size, h)
+        specs += _linear("qa_classifier.output.dense", h, c.intermediate_size)
+        specs += _norm("qa_classifier.output.LayerNorm", h)
+        return specs + _linear("qa_classifier.qa_outputs", 2, h)
+    return []
+
+
+def param_specs(config: BigBirdConfig, head: str, add_pooling_layer: bool | None = None) -> list[ParamSpec]:
+    """Every stored parameter of ``head``, in a stable order.
+
+    Example:
+        >>> [s.name for s in param_specs(BigBirdConfig(num_hidden_layers=1), "BigBirdModel")][:2]
+        ['embeddings.word_embeddings.weight', 'embeddings.position_embeddings.weight']
+    """
+    check_head(head)
+    pooler = default_pooler(head) if add_pooling_layer is None else add_pooling_layer
+    prefix = "" if head == "BigBirdModel" else BODY_PREFIX
+    body = [ParamSpec(prefix + s.name, s.shape, s.init) for s in _body(config, pooler)]
+    return body + _head(config, head)
+
+
+def init_params(
+    config: BigBirdConfig, head: str, *, seed: int = 0, dtype: str = "float32",
+    add_pooling_layer: bool | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Seeded random parameters with transformers' initialisation (normal(0, initializer_range) for
+    weights and embeddings, zeros for biases, ones for LayerNorm scales, the padding row zeroed)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for spec in param_specs(config, head, add_pooling_layer):
+        if spec.init == "normal":
+            value = rng.normal(0.0, config.initializer_range, spec.shape)
+        else:
+            value = np.full(spec.shape, 1.0 if spec.init == "ones" else 0.0)
+        if spec.name.endswith("word_embeddings.weight"):
+            value[config.pad_token_id] = 0.0
+        out[spec.name] = value.astype(dtype)
+    return out
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading a state dict into a head did: keys initialised, ignored and mis-shaped."""
+
+    missing_keys: tuple[str, ...]
+    unexpected_keys: tuple[str, ...]
+    mismatched_keys: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+
+
+def _adapt_prefix(state: dict[str, np.ndarray], head: str) -> dict[str, np.ndarray]:
+    """Move a checkpoint between the base model (no prefix) and a head (``bert.`` body)."""
+    has_prefix = any(k.startswith(BODY_PREFIX) for k in state)
+    if head == "BigBirdModel" and has_prefix:
+        return {k[len(BODY_PREFIX):] if k.startswith(BODY_PREFIX) else k: v for k, v in state.items()}
+    if head != "BigBirdModel" and not has_prefix:
+        body = ("embeddings.", "encoder.", "pooler.")
+        return {BODY_PREFIX + k if k.startswith(body) else k: v for k, v in state.items()}
+    return state
+
+
+def match_state_dict(
+    config: BigBirdConfig, head: str, state: dict[str, np.ndarray], *, seed: int = 0, dtype: str | None = None,
+    add_pooling_layer: bool | None = None, strict: bool = False,
+) -> tuple[dict[str, np.ndarray], LoadReport]:  # fmt: skip
+    """Fit a checkpoint's ``{name: array}`` to ``head``: adapt the body prefix, drop tied copies,
+    initialise what is missing (seeded), and report.
+
+    Raises:
+        CheckpointError listing every mis-shaped key (and, when ``strict``, missing and unexpected keys).
+    """
+    specs = param_specs(config, head, add_pooling_layer)
+    state = _adapt_prefix(dict(state), head)
+    if TIED_DECODER_BIAS in state and "cls.predictions.bias" not in state:
+        state["cls.predictions.bias"] = state[TIED_DECODER_BIAS]
+    state.pop(TIED_DECODER_BIAS, None)
+    if config.tie_word_embeddings:
+        state.pop(TIED_DECODER_WEIGHT, None)
+    wanted = {s.name: s for s in specs}
+    mismatched = tuple(
+        (k, tuple(state[k].shape), s.shape) for k, s in wanted.items() if k in state and tuple(state[k].shape) != s.shape
+    )
+    missing = tuple(k for k in wanted if k not in state)
+    unexpected = tuple(k for k in state if k not in wanted)
+    if mismatched or (strict and (missing or unexpected)):
+        lines = [f"  mis-shaped {k}: checkpoint {got}, config expects {exp}" for k, got, exp in mismatched]
+        if strict:
+            lines += [f"  missing {k}" for k in missing] + [f"  unexpected {k}" for k in unexpected]
+        raise CheckpointError(f"weights: the checkpoint does not fit {head} with this config:\n" + "\n".join(lines))
+    if dtype is None:
+        dtype = str(next(iter(state.values())).dtype) if state else "float32"
+    fresh = init_params(config, head, seed=seed, dtype=dtype, add_pooling_layer=add_pooling_layer) if missing else {}
+    params = {k: np.asarray(state[k] if k in state else fresh[k]).astype(dtype, copy=False) for k in wanted}
+    return params, LoadReport(missing, unexpected, mismatched)
