@@ -6,6 +6,7 @@ Importing this package never imports torch or jax.
 from .config import BigBirdConfig
 from .errors import BigBirdError, CheckpointError, ConfigError, InputError
 from .heads import (
+    runner,
     MODEL_CLASSES,
     BigBirdForCausalLM,
     BigBirdForMaskedLM,
@@ -24,6 +25,15 @@ from .tolerances import TOLERANCES, assert_close, compare
 from .weights import HEADS
 
 __version__ = "0.1.0"
+NAME = "numpy"
+
+
+def asarray(x):
+    """A NumPy array of ``x`` (the same function exists in every backend)."""
+    import numpy as np
+
+    return np.asarray(x)
+
 
 __all__ = [
     "BigBirdConfig", "BigBirdError", "CheckpointError", "ConfigError", "InputError", "MODEL_CLASSES",
@@ -31,5 +41,5 @@ __all__ = [
     "BigBirdForSequenceClassification", "BigBirdForMultipleChoice", "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "CallPlan", "plan_call", "BlockLayout",
     "block_layout", "dense_mask", "make_plan", "transformers_plan", "google_plan", "seeded_plan", "HEADS",
-    "TOLERANCES", "assert_close", "compare",
+    "TOLERANCES", "assert_close", "compare", "asarray", "NAME",
 ]  # fmt: skip

@@ -82,8 +82,13 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def write_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
-    """Write ``tensors`` as a safetensors file (to ``path`` directly; wrap in :func:`atomic_dir`)."""
+def write_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None,
+                      bf16: frozenset[str] = frozenset()) -> None:  # fmt: skip
+    """Write ``tensors`` as a safetensors file (to ``path`` directly; wrap in :func:`atomic_dir`).
+
+    Names in ``bf16`` hold bfloat16 bit patterns as uint16 arrays (NumPy has no bfloat16) and are
+    stored as BF16.
+    """
     header: dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
     offset = 0
     blobs = []
@@ -92,7 +97,8 @@ def write_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[
         if arr.dtype not in _ST_NAMES:
             raise CheckpointError(f"{path}: cannot store tensor {name!r} of dtype {arr.dtype}")
         blob = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": _ST_NAMES[arr.dtype], "shape": list(arr.shape),
+        kind = "BF16" if name in bf16 else _ST_NAMES[arr.dtype]
+        header[name] = {"dtype": kind, "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(blob)]}  # fmt: skip
         offset += len(blob)
         blobs.append(blob)
@@ -178,11 +184,11 @@ def atomic_dir(directory: str) -> Iterator[str]:
 
 
 def write_checkpoint(directory: str, config: BigBirdConfig, state: dict[str, np.ndarray],
-                     architecture: str) -> None:  # fmt: skip
+                     architecture: str, bf16: frozenset[str] = frozenset()) -> None:  # fmt: skip
     """Write ``config.json`` and ``model.safetensors`` atomically (tied copies are not stored)."""
     data = config.to_dict()
     data["architectures"] = [architecture]
     cfg = BigBirdConfig.from_dict(data)
     with atomic_dir(directory) as stage:
-        write_safetensors(os.path.join(stage, SAFETENSORS), state)
+        write_safetensors(os.path.join(stage, SAFETENSORS), state, bf16=bf16)
         cfg.save(os.path.join(stage, "config.json"))

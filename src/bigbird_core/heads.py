@@ -329,3 +329,9 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
 MODEL_CLASSES = {cls.head: cls for cls in (
     BigBirdModel, BigBirdForPreTraining, BigBirdForMaskedLM, BigBirdForCausalLM, BigBirdForSequenceClassification,
     BigBirdForMultipleChoice, BigBirdForTokenClassification, BigBirdForQuestionAnswering)}  # fmt: skip
+
+
+def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False):
+    """Load ``head`` from ``directory`` and return a function of NumPy inputs (same name in every backend)."""
+    model = MODEL_CLASSES[head].from_pretrained(directory, dtype=dtype).train(train)
+    return lambda **inputs: model(**inputs)

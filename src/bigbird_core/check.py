@@ -1,0 +1,130 @@
+"""``bigbird check``: run every head on every installed backend and compare them.
+
+The reference is the NumPy backend; every other backend is compared with it and with each other,
+field by field, at the one tolerance table's float32 (or the requested dtype's) tolerance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backends import load_backend
+from .config import BigBirdConfig
+from .heads import MODEL_CLASSES
+from .tolerances import compare, to_numpy
+from .weights import HEADS
+
+DEFAULT_CONFIG = BigBirdConfig(
+    vocab_size=128, hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=64,
+    block_size=8, num_random_blocks=2, max_position_embeddings=512, hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)  # fmt: skip
+DEFAULT_SEQ_LEN = 150  # not a multiple of the block size, long enough for block-sparse
+
+
+@dataclass(frozen=True)
+class Row:
+    head: str
+    left: str
+    right: str
+    field: str  # the worst field
+    max_abs: float
+    rel: float
+    tol: float
+    ok: bool
+
+
+def default_inputs(config: BigBirdConfig, head: str, seq_len: int, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded ids, a padded attention mask and labels for ``head``."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, 2, seq_len) if head == "BigBirdForMultipleChoice" else (batch, seq_len)
+    ids = rng.integers(3, config.vocab_size, shape)
+    ids[ids == config.sep_token_id] = 3
+    mask = np.ones(shape, np.int64)
+    mask[0, ..., -max(1, seq_len // 10):] = 0
+    out = {"input_ids": ids, "attention_mask": mask}
+    if head == "BigBirdForQuestionAnswering" and seq_len > 6:
+        ids[..., 5] = config.sep_token_id
+        out["start_positions"] = rng.integers(0, seq_len, (batch,))
+        out["end_positions"] = rng.integers(0, seq_len, (batch,))
+    elif head in ("BigBirdForMaskedLM", "BigBirdForCausalLM", "BigBirdForPreTraining", "BigBirdForTokenClassification"):
+        high = config.num_labels if head == "BigBirdForTokenClassification" else config.vocab_size
+        out["labels"] = rng.integers(0, high, (batch, seq_len))
+    elif head in ("BigBirdForSequenceClassification", "BigBirdForMultipleChoice"):
+        out["labels"] = rng.integers(0, 2 if head == "BigBirdForMultipleChoice" else config.num_labels, (batch,))
+    return out
+
+
+def flatten_output(out) -> dict[str, np.ndarray]:
+    """``{field or field[i]: float64 array}`` of a model output (caches left out)."""
+    flat = {}
+    for key in out.keys():
+        value = out[key]
+        if key == "past_key_values":
+            continue
+        if isinstance(value, (tuple, list)):
+            flat.update({f"{key}[{i}]": to_numpy(v) for i, v in enumerate(value)})
+        else:
+            flat[key] = to_numpy(value)
+    return flat
+
+
+def supported_heads(directory: str) -> list[str]:
+    """Heads whose weights a checkpoint fully provides (the body-only heads always count)."""
+    from .checkpoint import read_checkpoint
+    from .weights import match_state_dict
+
+    config, state = read_checkpoint(directory)
+    heads = []
+    for head in HEADS:
+        try:
+            _, report = match_state_dict(config, head, state)
+        except Exception:
+            continue
+        if not report.missing_keys:
+            heads.append(head)
+    return heads
+
+
+def run_check(
+    directory: str | None = None, *, backends: list[str], heads: list[str] | None = None,
+    seq_len: int = DEFAULT_SEQ_LEN, batch: int = 2, dtype: str = "float32", seed: int = 0, train: bool = False,
+    progress: Callable[[str], None] = lambda s: None,
+) -> list[Row]:  # fmt: skip
+    """Run ``heads`` of the checkpoint in ``directory`` (or of the seeded default) on ``backends``.
+
+    Returns one row per head and backend pair: the worst field's differences against the tolerance.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        rows: list[Row] = []
+        for head in heads or (list(HEADS) if directory is None else supported_heads(directory)):
+            path = directory
+            if directory is None:
+                path = os.path.join(tmp, head)
+                MODEL_CLASSES[head](DEFAULT_CONFIG, seed=seed).save_pretrained(path)
+            config = BigBirdConfig.load(path)
+            inputs = default_inputs(config, head, seq_len, batch, seed)
+            results = {}
+            for name in backends:
+                progress(f"{head}: running {name}")
+                module = load_backend(name)
+                run = module.runner(head, path, dtype=dtype, train=train)
+                results[name] = flatten_output(run(output_attentions=True, output_hidden_states=True, **inputs))
+            for left, right in itertools.combinations(backends, 2):
+                worst = None
+                for field, expected in results[left].items():
+                    if field not in results[right]:
+                        c, fld = compare(np.zeros(0), expected, dtype), field  # shape mismatch: fails
+                    else:
+                        c, fld = compare(results[right][field], expected, dtype), field
+                    if worst is None or (not c.ok, c.rel) > (not worst[0].ok, worst[0].rel):
+                        worst = (c, fld)
+                c, fld = worst
+                rows.append(Row(head, left, right, fld, c.max_abs, c.rel, c.tol, c.ok))
+        return rows

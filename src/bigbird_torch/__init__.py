@@ -1,0 +1,28 @@
+"""bigbird_torch: BigBird in PyTorch with the transformers API, executing the plans of ``bigbird_core``."""
+
+from bigbird_core import BigBirdConfig
+from bigbird_core.errors import BigBirdError, CheckpointError, ConfigError, InputError
+
+from .heads import (
+    MODEL_CLASSES,
+    BigBirdForCausalLM,
+    BigBirdForMaskedLM,
+    BigBirdForMultipleChoice,
+    BigBirdForPreTraining,
+    BigBirdForQuestionAnswering,
+    BigBirdForSequenceClassification,
+    BigBirdForTokenClassification,
+    BigBirdModel,
+    BigBirdPreTrainedModel,
+    asarray,
+    runner,
+)
+
+NAME = "torch"
+
+__all__ = [
+    "BigBirdConfig", "BigBirdError", "CheckpointError", "ConfigError", "InputError", "MODEL_CLASSES", "NAME",
+    "BigBirdModel", "BigBirdForPreTraining", "BigBirdForMaskedLM", "BigBirdForCausalLM",
+    "BigBirdForSequenceClassification", "BigBirdForMultipleChoice", "BigBirdForTokenClassification",
+    "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "asarray", "runner",
+]  # fmt: skip

@@ -1,0 +1,480 @@
+"""The PyTorch backend: ``BigBirdModel`` and the seven heads with transformers' API.
+
+Example:
+    >>> import torch, bigbird_torch as bb
+    >>> model = bb.BigBirdForQuestionAnswering.from_pretrained("path/to/checkpoint").eval()
+    >>> out = model(input_ids=torch.tensor(ids))
+    >>> out.start_logits.shape
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+
+from bigbird_core import outputs as O
+from bigbird_core.checkpoint import read_checkpoint, write_checkpoint
+from bigbird_core.config import BigBirdConfig
+from bigbird_core.errors import InputError, fail
+from bigbird_core.inputs import QA_LOGITS_PENALTY, default_question_lengths, question_masks
+from bigbird_core.weights import LoadReport, init_params, match_state_dict
+
+from .model import ACTIVATIONS, ArrayAdapter, BigBirdBody
+
+
+class BigBirdPreTrainedModel(nn.Module):
+    """Shared behaviour: construction from a config, checkpoints, gradient checkpointing."""
+
+    head: str = ""
+    default_pooler = True
+
+    def __init__(self, config: BigBirdConfig, *, add_pooling_layer: bool | None = None, seed: int | None = None) -> None:
+        nn.Module.__init__(self)
+        if not isinstance(config, BigBirdConfig):
+            raise fail(InputError, "config", "a bigbird_core.BigBirdConfig", config)
+        if self.head == "BigBirdForQuestionAnswering" and config.num_labels != 2:
+            config = config.replace(num_labels=2)
+        self.config = config
+        self.add_pooling_layer = self.default_pooler if add_pooling_layer is None else add_pooling_layer
+        self.load_report = LoadReport((), (), ())
+        self._build()
+        if seed is None:  # follow torch's RNG, as nn.Module initialisation does
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        self._load_numpy(init_params(config, self.head, seed=seed, add_pooling_layer=self.add_pooling_layer))
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------------- weights
+    def _load_numpy(self, params: dict[str, np.ndarray]) -> None:
+        ref = next(self.parameters())
+        state = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype=ref.dtype, device=ref.device)
+                 for k, v in params.items()}  # fmt: skip
+        self.load_state_dict(state, strict=True)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], *, torch_dtype: torch.dtype | None = None,
+                        add_pooling_layer: bool | None = None, seed: int = 0, **config_overrides: Any):  # fmt: skip
+        """Load a transformers checkpoint directory (safetensors, sharded, or pytorch_model.bin).
+
+        Keys of another head load into the shared body; the rest is initialised from ``seed`` and listed
+        in ``model.load_report`` (missing, unexpected and mis-shaped keys).
+        """
+        config, state = read_checkpoint(os.fspath(directory))
+        if config_overrides:
+            config = config.replace(**config_overrides)
+        model = cls(config, add_pooling_layer=add_pooling_layer, seed=seed)
+        params, report = match_state_dict(model.config, cls.head, state, seed=seed,
+                                          add_pooling_layer=model.add_pooling_layer, dtype="float32")  # fmt: skip
+        model._load_numpy(params)
+        model.load_report = report
+        if torch_dtype is not None:
+            model.to(torch_dtype)
+        return model.eval()
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
+        """Write ``config.json`` and ``model.safetensors`` atomically (bf16 stays bf16)."""
+        state, bf16 = {}, set()
+        for k, v in self.state_dict().items():
+            t = v.detach().cpu()
+            if t.dtype == torch.bfloat16:
+                state[k], _ = t.view(torch.int16).numpy().view(np.uint16), bf16.add(k)
+            else:
+                state[k] = t.numpy()
+        write_checkpoint(os.fspath(directory), self.config, state, self.head, bf16=frozenset(bf16))
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each encoder layer in the backward pass (train mode) to save memory."""
+        self.body.encoder.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.body.encoder.gradient_checkpointing = False
+
+    @property
+    def body(self) -> BigBirdBody:
+        return self if isinstance(self, BigBirdModel) else self.bert
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --------------------------------------------------------------------------------- helpers
+    def _run_body(self, input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+                  output_attentions, output_hidden_states, plan, **extra) -> dict[str, Any]:  # fmt: skip
+        c = self.config
+        return BigBirdBody.forward(
+            self.body, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, plan=plan,
+            output_attentions=c.output_attentions if output_attentions is None else output_attentions,
+            output_hidden_states=c.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            **extra,
+        )  # fmt: skip
+
+    def _finish(self, out: O.ModelOutput, return_dict: bool | None):
+        return out if (self.config.use_return_dict if return_dict is None else return_dict) else out.to_tuple()
+
+
+def _cut(x: torch.Tensor, body: dict[str, Any]) -> torch.Tensor:
+    return x[:, : body["call"].seq_len]
+
+
+class BigBirdModel(BigBirdPreTrainedModel, BigBirdBody):
+    """The encoder with its pooler; parameters have no ``bert.`` prefix."""
+
+    head = "BigBirdModel"
+
+    def __init__(self, config: BigBirdConfig, add_pooling_layer: bool = True, *, seed: int | None = None) -> None:
+        BigBirdPreTrainedModel.__init__(self, config, add_pooling_layer=add_pooling_layer, seed=seed)
+
+    def _build(self) -> None:
+        self._init_body(self.config, self.add_pooling_layer)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                plan=None):  # fmt: skip
+        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+                              output_attentions, output_hidden_states, plan)  # fmt: skip
+        out = O.BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=_cut(body["sequence_output"], body), pooler_output=body["pooled"],
+            hidden_states=body["hidden_states"], attentions=body["attentions"])  # fmt: skip
+        return self._finish(out, return_dict)
+
+
+class BigBirdPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BigBirdConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACTIVATIONS[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(x)))
+
+
+class BigBirdLMPredictionHead(nn.Module):
+    """MLM logits; the decoder weight is the word embedding matrix unless ``tie_word_embeddings`` is off."""
+
+    def __init__(self, config: BigBirdConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        self.transform = BigBirdPredictionHeadTransform(config)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self._words = [word_embeddings]  # a list, so the tied matrix is not registered twice
+        if not config.tie_word_embeddings:
+            self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.decoder.weight if hasattr(self, "decoder") else self._words[0].weight
+        return nn.functional.linear(self.transform(x), weight, self.bias)  # (batch, seq, vocab)
+
+
+class BigBirdOnlyMLMHead(nn.Module):
+    def __init__(self, config: BigBirdConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        self.predictions = BigBirdLMPredictionHead(config, word_embeddings)
+
+
+class BigBirdPreTrainingHeads(BigBirdOnlyMLMHead):
+    def __init__(self, config: BigBirdConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__(config, word_embeddings)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
+class _WithBody(BigBirdPreTrainedModel):
+    def _build(self) -> None:
+        self.bert = BigBirdBody(self.config, self.add_pooling_layer)
+        self._build_head()
+
+    def _build_head(self) -> None:
+        raise NotImplementedError
+
+
+class BigBirdForPreTraining(_WithBody):
+    head = "BigBirdForPreTraining"
+
+    def _build_head(self) -> None:
+        self.cls = BigBirdPreTrainingHeads(self.config, self.bert.embeddings.word_embeddings)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, plan=None):  # fmt: skip
+        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+                              output_attentions, output_hidden_states, plan)  # fmt: skip
+        logits = self.cls.predictions(_cut(body["sequence_output"], body))
+        nsp = self.cls.seq_relationship(body["pooled"])
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.view(-1))
+            if next_sentence_label is not None:
+                loss = loss + CrossEntropyLoss()(nsp.view(-1, 2), next_sentence_label.view(-1))
+        out = O.BigBirdForPreTrainingOutput(loss, logits, nsp, body["hidden_states"], body["attentions"])
+        return self._finish(out, return_dict)
+
+
+class BigBirdForMaskedLM(_WithBody):
+    head = "BigBirdForMaskedLM"
+
+    def _build_head(self) -> None:
+        self.cls = BigBirdOnlyMLMHead(self.config, self.bert.embeddings.word_embeddings)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, plan=None):  # fmt: skip
+        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+                              output_attentions, output_hidden_states, plan)  # fmt: skip
+        logits = self.cls.predictions(_cut(body["sequence_output"], body))
+        loss = None if labels is None else CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.view(-1))
+        return self._finish(O.MaskedLMOutput(loss, logits, body["hidden_states"], body["attentions"]), return_dict)
+
+
+class BigBirdForCausalLM(_WithBody):
+    """Causal LM. With ``config.is_decoder`` the attention is causal full attention, with a key/value cache
+    (``use_cache``/``past_key_values``) for incremental decoding and a greedy :meth:`generate`."""
+
+    head = "BigBirdForCausalLM"
+
+    def _build_head(self) -> None:
+        self.cls = BigBirdOnlyMLMHead(self.config, self.bert.embeddings.word_embeddings)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, past_key_values=None, labels=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, plan=None):  # fmt: skip
+        c = self.config
+        use_cache = bool(c.is_decoder and (c.use_cache if use_cache is None else use_cache))
+        if past_key_values is not None and not c.is_decoder:
+            raise fail(InputError, "past_key_values", "None unless config.is_decoder is True", "a cache")
+        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+                              output_attentions, output_hidden_states, plan, past_key_values=past_key_values,
+                              use_cache=use_cache)  # fmt: skip
+        logits = self.cls.predictions(_cut(body["sequence_output"], body))
+        loss = None
+        if labels is not None:  # predict the next token
+            shifted = logits[:, :-1].float().reshape(-1, c.vocab_size)
+            loss = CrossEntropyLoss()(shifted, labels[:, 1:].reshape(-1))
+        out = O.CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, past_key_values=body["past_key_values"],
+                                                  hidden_states=body["hidden_states"], attentions=body["attentions"])  # fmt: skip
+        return self._finish(out, return_dict)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int = 20, eos_token_id: int | None = None,
+                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """Greedy decoding with the key/value cache; returns prompt + new tokens ``(batch, len)``."""
+        if not self.config.is_decoder:
+            raise fail(InputError, "config.is_decoder", "True for generation", False)
+        if max_new_tokens < 1:
+            raise fail(InputError, "max_new_tokens", "a positive integer", max_new_tokens)
+        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        out = self(input_ids=input_ids, attention_mask=mask, use_cache=True)
+        tokens, done = input_ids, torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for _ in range(max_new_tokens):
+            nxt = out.logits[:, -1].argmax(-1)  # (batch,)
+            nxt = torch.where(done, torch.full_like(nxt, self.config.pad_token_id), nxt)
+            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            done = done | (nxt == eos)
+            if bool(done.all()) or tokens.shape[1] >= self.config.max_position_embeddings:
+                break
+            mask = torch.cat([mask, torch.ones_like(nxt[:, None])], dim=1)
+            out = self(input_ids=nxt[:, None], attention_mask=mask, past_key_values=out.past_key_values, use_cache=True)
+        return tokens
+
+
+class BigBirdClassificationHead(nn.Module):
+    """dropout, dense, activation, dropout, out_proj on the first token."""
+
+    def __init__(self, config: BigBirdConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.effective_classifier_dropout)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+        self.act = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(x[:, 0])  # (batch, hidden)
+        return self.out_proj(self.dropout(self.act(self.dense(x))))
+
+
+def sequence_classification_loss(config: BigBirdConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """transformers' problem_type rule: regression (1 label), single-label (integer labels), multi-label."""
+    problem = config.problem_type
+    if problem is None:
+        if config.num_labels == 1:
+            problem = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem = "single_label_classification"
+        else:
+            problem = "multi_label_classification"
+    if problem == "regression":
+        if config.num_labels == 1:
+            return MSELoss()(logits.squeeze(), labels.squeeze().to(logits.dtype))
+        return MSELoss()(logits, labels.to(logits.dtype))
+    if problem == "single_label_classification":
+        return CrossEntropyLoss()(logits.view(-1, config.num_labels), labels.view(-1))
+    return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+
+class BigBirdForSequenceClassification(_WithBody):
+    head = "BigBirdForSequenceClassification"
+
+    def _build_head(self) -> None:
+        self.classifier = BigBirdClassificationHead(self.config)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, plan=None):  # fmt: skip
+        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+                              output_attentions, output_hidden_states, plan)  # fmt: skip
+        logits = self.classifier(body["sequence_output"])
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        out = O.SequenceClassifierOutput(loss, logits, body["hidden_states"], body["attentions"])
+        return self._finish(out, return_dict)
+
+
+def _flatten_choices(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x.reshape((-1,) + tuple(x.shape[2:]))
+
+
+class BigBirdForMultipleChoice(_WithBody):
+    """Inputs ``(batch, num_choices, seq)``; logits ``(batch, num_choices)``."""
+
+    head = "BigBirdForMultipleChoice"
+
+    def _build_head(self) -> None:
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
+        self.classifier = nn.Linear(self.config.hidden_size, 1)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, plan=None):  # fmt: skip
+        first = input_ids if input_ids is not None else inputs_embeds
+        if first is None or first.dim() < 3:
+            raise fail(InputError, "input_ids", "a (batch, num_choices, seq) tensor", first)
+        num_choices = first.shape[1]
+        body = self._run_body(_flatten_choices(input_ids), _flatten_choices(attention_mask),
+                              _flatten_choices(token_type_ids), _flatten_choices(position_ids), head_mask,
+                              _flatten_choices(inputs_embeds), output_attentions, output_hidden_states, plan)  # fmt: skip
+        logits = self.classifier(self.dropout(body["pooled"])).view(-1, num_choices)
+        loss = None if labels is None else CrossEntropyLoss()(logits, labels)
+        out = O.MultipleChoiceModelOutput(loss, logits, body["hidden_states"], body["attentions"])
+        return self._finish(out, return_dict)
+
+
+class BigBirdForTokenClassification(_WithBody):
+    head = "BigBirdForTokenClassification"
+
+    def _build_head(self) -> None:
+        self.dropout = nn.Dropout(self.config.effective_classifier_dropout)
+        self.classifier = nn.Linear(self.config.hidden_size, self.config.num_labels)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, plan=None):  # fmt: skip
+        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+                              output_attentions, output_hidden_states, plan)  # fmt: skip
+        logits = self.classifier(self.dropout(_cut(body["sequence_output"], body)))  # (batch, seq, labels)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, self.config.num_labels), labels.view(-1))
+        out = O.TokenClassifierOutput(loss, logits, body["hidden_states"], body["attentions"])
+        return self._finish(out, return_dict)
+
+
+class BigBirdIntermediateDense(nn.Module):
+    def __init__(self, config: BigBirdConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+
+
+class BigBirdQAOutput(nn.Module):
+    def __init__(self, config: BigBirdConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+
+class BigBirdForQuestionAnsweringHead(nn.Module):
+    """dropout, intermediate, output (dense, dropout, LayerNorm with residual), qa_outputs."""
+
+    def __init__(self, config: BigBirdConfig) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.intermediate = BigBirdIntermediateDense(config)
+        self.output = BigBirdQAOutput(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.act = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.intermediate.dense(self.dropout(x)))
+        h = self.output.LayerNorm(self.output.dropout(self.output.dense(h)) + x)
+        return self.qa_outputs(h)  # (batch, seq, 2)
+
+
+class BigBirdForQuestionAnswering(_WithBody):
+    """Span extraction; ``question_lengths`` defaults to the first [SEP] + 1 (the core's QA rule)."""
+
+    head = "BigBirdForQuestionAnswering"
+    default_pooler = False
+
+    def _build_head(self) -> None:
+        self.qa_classifier = BigBirdForQuestionAnsweringHead(self.config)
+
+    def forward(self, input_ids=None, attention_mask=None, question_lengths=None, token_type_ids=None,
+                position_ids=None, head_mask=None, inputs_embeds=None, start_positions=None, end_positions=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, plan=None):  # fmt: skip
+        first = input_ids if input_ids is not None else inputs_embeds
+        xp = ArrayAdapter(first.device if first is not None else torch.device("cpu"))
+        if question_lengths is None and input_ids is not None and input_ids.dim() == 2:
+            question_lengths = default_question_lengths(xp, input_ids, self.config.sep_token_id)
+        logits_mask = None
+        if question_lengths is not None and first is not None and first.dim() >= 2:
+            default_types, logits_mask = question_masks(xp, torch.as_tensor(question_lengths, device=xp.device),
+                                                        first.shape[1])  # fmt: skip
+            if token_type_ids is None:
+                token_type_ids = default_types
+        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+                              output_attentions, output_hidden_states, plan)  # fmt: skip
+        logits = self.qa_classifier(_cut(body["sequence_output"], body))
+        if logits_mask is not None:
+            logits = logits - logits_mask[:, :, None].to(logits.dtype) * QA_LOGITS_PENALTY
+        start, end = logits[..., 0].contiguous(), logits[..., 1].contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored = start.shape[1]
+            sp = start_positions.reshape(-1).clamp(0, ignored)
+            ep = end_positions.reshape(-1).clamp(0, ignored)
+            ce = CrossEntropyLoss(ignore_index=ignored)
+            loss = (ce(start, sp) + ce(end, ep)) / 2
+        out = O.BigBirdForQuestionAnsweringModelOutput(loss, start, end, body["pooled"], body["hidden_states"],
+                                                        body["attentions"])  # fmt: skip
+        return self._finish(out, return_dict)
+
+
+MODEL_CLASSES = {cls.head: cls for cls in (
+    BigBirdModel, BigBirdForPreTraining, BigBirdForMaskedLM, BigBirdForCausalLM, BigBirdForSequenceClassification,
+    BigBirdForMultipleChoice, BigBirdForTokenClassification, BigBirdForQuestionAnswering)}  # fmt: skip
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False):
+    """Load ``head`` from ``directory`` and return a function of NumPy inputs (same name in every backend)."""
+    model = MODEL_CLASSES[head].from_pretrained(directory, torch_dtype=_DTYPES[dtype]).train(train)
+
+    def run(**inputs):
+        with torch.no_grad():
+            return model(**{k: asarray(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()})
+
+    return run
+
+
+def asarray(x: Any) -> torch.Tensor:
+    """A torch tensor of ``x`` (the same function exists in every backend)."""
+    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
