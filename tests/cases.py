@@ -32,7 +32,9 @@ CASES = [
     Case("aligned128", 128, padded_mask=False),  # a multiple of the block size, no padding
     Case("short60", 60),  # falls back to full attention
     Case("rescale-nobias", 150, overrides=dict(rescale_embeddings=True, use_bias=False)),
-    Case("paper1024", 1024, overrides=dict(block_size=16, max_position_embeddings=1024)),  # transformers' paper path
+    Case(
+        "paper1024", 1024, overrides=dict(block_size=16, max_position_embeddings=1024)
+    ),  # transformers' paper path
 ]
 QUICK_CASES = CASES[:1] + CASES[2:4]
 
@@ -72,5 +74,8 @@ def make_labels(case: Case, head: str, seed: int = 1, batch: int = 2) -> dict[st
     if head == "BigBirdForTokenClassification":
         return {"labels": rng.integers(0, c.num_labels, (batch, L))}
     if head == "BigBirdForQuestionAnswering":
-        return {"start_positions": rng.integers(0, L, (batch,)), "end_positions": rng.integers(0, L + 5, (batch,))}
+        return {
+            "start_positions": rng.integers(0, L, (batch,)),
+            "end_positions": rng.integers(0, L + 5, (batch,)),
+        }
     return {}

@@ -6,7 +6,6 @@ Importing this package never imports torch or jax.
 from .config import BigBirdConfig
 from .errors import BigBirdError, CheckpointError, ConfigError, InputError
 from .heads import (
-    runner,
     MODEL_CLASSES,
     BigBirdForCausalLM,
     BigBirdForMaskedLM,
@@ -17,6 +16,7 @@ from .heads import (
     BigBirdForTokenClassification,
     BigBirdModel,
     BigBirdPreTrainedModel,
+    runner,
 )
 from .inputs import CallPlan, plan_call
 from .layout import BlockLayout, block_layout, dense_mask
@@ -41,5 +41,5 @@ __all__ = [
     "BigBirdForSequenceClassification", "BigBirdForMultipleChoice", "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "CallPlan", "plan_call", "BlockLayout",
     "block_layout", "dense_mask", "make_plan", "transformers_plan", "google_plan", "seeded_plan", "HEADS",
-    "TOLERANCES", "assert_close", "compare", "asarray", "NAME",
+    "TOLERANCES", "assert_close", "compare", "asarray", "NAME", "runner",
 ]  # fmt: skip

@@ -93,4 +93,3 @@ def block_sparse_attention(
     )  # (B, H, n-2, b, n, b)
     probs[:, :, 1:-1] = picked * (winner >= 0)[None, :, :, None, :, None]
     return ctx, probs.reshape(batch, heads, length, length)
-

@@ -40,24 +40,33 @@ class Row:
     ok: bool
 
 
-def default_inputs(config: BigBirdConfig, head: str, seq_len: int, batch: int, seed: int) -> dict[str, np.ndarray]:
+def default_inputs(
+    config: BigBirdConfig, head: str, seq_len: int, batch: int, seed: int
+) -> dict[str, np.ndarray]:
     """Seeded ids, a padded attention mask and labels for ``head``."""
     rng = np.random.default_rng(seed)
     shape = (batch, 2, seq_len) if head == "BigBirdForMultipleChoice" else (batch, seq_len)
     ids = rng.integers(3, config.vocab_size, shape)
     ids[ids == config.sep_token_id] = 3
     mask = np.ones(shape, np.int64)
-    mask[0, ..., -max(1, seq_len // 10):] = 0
+    mask[0, ..., -max(1, seq_len // 10) :] = 0
     out = {"input_ids": ids, "attention_mask": mask}
     if head == "BigBirdForQuestionAnswering" and seq_len > 6:
         ids[..., 5] = config.sep_token_id
         out["start_positions"] = rng.integers(0, seq_len, (batch,))
         out["end_positions"] = rng.integers(0, seq_len, (batch,))
-    elif head in ("BigBirdForMaskedLM", "BigBirdForCausalLM", "BigBirdForPreTraining", "BigBirdForTokenClassification"):
+    elif head in (
+        "BigBirdForMaskedLM",
+        "BigBirdForCausalLM",
+        "BigBirdForPreTraining",
+        "BigBirdForTokenClassification",
+    ):
         high = config.num_labels if head == "BigBirdForTokenClassification" else config.vocab_size
         out["labels"] = rng.integers(0, high, (batch, seq_len))
     elif head in ("BigBirdForSequenceClassification", "BigBirdForMultipleChoice"):
-        out["labels"] = rng.integers(0, 2 if head == "BigBirdForMultipleChoice" else config.num_labels, (batch,))
+        out["labels"] = rng.integers(
+            0, 2 if head == "BigBirdForMultipleChoice" else config.num_labels, (batch,)
+        )
     return out
 
 
@@ -115,7 +124,9 @@ def run_check(
                 progress(f"{head}: running {name}")
                 module = load_backend(name)
                 run = module.runner(head, path, dtype=dtype, train=train)
-                results[name] = flatten_output(run(output_attentions=True, output_hidden_states=True, **inputs))
+                results[name] = flatten_output(
+                    run(output_attentions=True, output_hidden_states=True, **inputs)
+                )
             for left, right in itertools.combinations(backends, 2):
                 worst = None
                 for field, expected in results[left].items():

@@ -68,12 +68,16 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: corrupt safetensors entry for {name!r}") from None
         if end > len(body) or start > end:
-            raise CheckpointError(f"{path}: truncated: tensor {name!r} ends at byte {end}, file has {len(body)}")
+            raise CheckpointError(
+                f"{path}: truncated: tensor {name!r} ends at byte {end}, file has {len(body)}"
+            )
         raw = bytes(body[start:end])
         if dtype == "BF16":
             arr = _bf16_to_f32(np.frombuffer(raw, dtype="<u2"))
         elif dtype in _ST_DTYPES:
-            arr = np.frombuffer(raw, dtype=np.dtype(_ST_DTYPES[dtype]).newbyteorder("<")).astype(_ST_DTYPES[dtype])
+            arr = np.frombuffer(raw, dtype=np.dtype(_ST_DTYPES[dtype]).newbyteorder("<")).astype(
+                _ST_DTYPES[dtype]
+            )
         else:
             raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
         if arr.size != int(np.prod(shape)):
@@ -122,7 +126,9 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(f"{path}: cannot read ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"{path}: cannot read ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
     out = {}
     for k, v in state.items():
         t = v.detach().cpu()
@@ -143,7 +149,9 @@ def read_state_dict(directory: str) -> dict[str, np.ndarray]:
             with open(index, encoding="utf-8") as fh:
                 shards = sorted(set(json.load(fh)["weight_map"].values()))
         except (OSError, KeyError, json.JSONDecodeError, AttributeError):
-            raise CheckpointError(f"{index}: corrupt index (expected a JSON object with 'weight_map')") from None
+            raise CheckpointError(
+                f"{index}: corrupt index (expected a JSON object with 'weight_map')"
+            ) from None
         out: dict[str, np.ndarray] = {}
         for shard in shards:
             out.update(read_safetensors(os.path.join(directory, shard)))

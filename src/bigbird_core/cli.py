@@ -1,8 +1,8 @@
 """The ``bigbird`` command: check numerics across backends, inspect checkpoints.
 
-    bigbird check                  # every head, every installed backend, on the seeded default model
-    bigbird check --model DIR      # the same for a checkpoint directory
-    bigbird info DIR               # config, parameter count, dtypes and supported heads
+bigbird check                  # every head, every installed backend, on the seeded default model
+bigbird check --model DIR      # the same for a checkpoint directory
+bigbird info DIR               # config, parameter count, dtypes and supported heads
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ def _csv(kind: str, allowed):
         items = [t.strip() for t in text.split(",") if t.strip()]
         bad = [t for t in items if t not in allowed]
         if bad or not items:
-            raise argparse.ArgumentTypeError(f"{kind}: expected a comma-separated subset of {', '.join(allowed)}, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"{kind}: expected a comma-separated subset of {', '.join(allowed)}, got {text!r}"
+            )
         return items
 
     return parse
@@ -35,7 +37,11 @@ def _check(args: argparse.Namespace) -> int:
     backends = args.backends or available_backends()
     if len(backends) < 2:
         backends = ["numpy", "numpy"] if backends == ["numpy"] else backends
-    say = (lambda s: None) if args.json or args.quiet else (lambda s: print(f"  .. {s}", file=sys.stderr, flush=True))
+    say = (
+        (lambda s: None)
+        if args.json or args.quiet
+        else (lambda s: print(f"  .. {s}", file=sys.stderr, flush=True))
+    )
     rows = run_check(args.model, backends=backends, heads=args.heads, seq_len=args.seq_len or DEFAULT_SEQ_LEN,
                      batch=args.batch, dtype=args.dtype, seed=args.seed, train=args.train, progress=say)  # fmt: skip
     failed = [r for r in rows if not r.ok]
@@ -46,7 +52,9 @@ def _check(args: argparse.Namespace) -> int:
         for r in rows:
             pair = f"{r.left}-{r.right}"
             verdict = "pass" if r.ok else "FAIL"
-            print(f"{r.head:34} {pair:14} {r.max_abs:10.2e} {r.rel:10.2e} {r.tol:7.0e}  {verdict:6}  {r.field}")
+            print(
+                f"{r.head:34} {pair:14} {r.max_abs:10.2e} {r.rel:10.2e} {r.tol:7.0e}  {verdict:6}  {r.field}"
+            )
         print(f"{len(rows) - len(failed)}/{len(rows)} rows within tolerance ({args.dtype}); "
               + ("FAILED: " + ", ".join(f"{r.head} {r.left}-{r.right}" for r in failed) if failed else "all passed"))  # fmt: skip
     return 1 if failed else 0
@@ -59,7 +67,9 @@ def _info(args: argparse.Namespace) -> int:
     config, state = read_checkpoint(args.model)
     dtypes = sorted({str(v.dtype) for v in state.values()})
     print(f"checkpoint: {args.model}")
-    print(f"parameters: {sum(int(np.prod(v.shape)) for v in state.values()):,} in {len(state)} tensors ({', '.join(dtypes)})")
+    print(
+        f"parameters: {sum(int(np.prod(v.shape)) for v in state.values()):,} in {len(state)} tensors ({', '.join(dtypes)})"
+    )
     print(f"heads supported: {', '.join(supported_heads(args.model)) or 'none'}")
     print("config:")
     for key, value in sorted(config.to_dict().items()):
@@ -71,9 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigbird", description="BigBird across NumPy, PyTorch and Flax.")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="run every head on every installed backend and compare")
-    check.add_argument("--model", metavar="DIR", help="a checkpoint directory (default: the seeded tiny model)")
-    check.add_argument("--backends", type=_csv("backends", list(BACKENDS)), help="default: every installed backend")
-    check.add_argument("--heads", type=_csv("heads", list(HEADS)), help="default: every head the weights support")
+    check.add_argument(
+        "--model", metavar="DIR", help="a checkpoint directory (default: the seeded tiny model)"
+    )
+    check.add_argument(
+        "--backends", type=_csv("backends", list(BACKENDS)), help="default: every installed backend"
+    )
+    check.add_argument(
+        "--heads", type=_csv("heads", list(HEADS)), help="default: every head the weights support"
+    )
     check.add_argument("--seq-len", type=int, default=None, help="sequence length (default 150)")
     check.add_argument("--batch", type=int, default=2)
     check.add_argument("--dtype", default="float32", choices=["float32", "float64"])

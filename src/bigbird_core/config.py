@@ -14,7 +14,17 @@ from typing import Any
 
 from .errors import ConfigError, fail
 
-ACTIVATIONS = ("gelu_new", "gelu", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh", "linear")
+ACTIVATIONS = (
+    "gelu_new",
+    "gelu",
+    "gelu_fast",
+    "gelu_pytorch_tanh",
+    "relu",
+    "silu",
+    "swish",
+    "tanh",
+    "linear",
+)
 ATTENTION_TYPES = ("block_sparse", "original_full")
 RANDOM_PLANS = ("transformers", "google", "seeded")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")

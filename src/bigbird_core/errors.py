@@ -41,4 +41,6 @@ def fail(cls: type[BigBirdError], argument: str, expected: str, given: Any) -> B
     Example:
         >>> raise fail(InputError, "input_ids", "a 2-D integer array", given)
     """
-    return cls(f"{argument}: expected {expected}, got {describe(given) if not isinstance(given, str) else given}")
+    return cls(
+        f"{argument}: expected {expected}, got {describe(given) if not isinstance(given, str) else given}"
+    )

@@ -43,7 +43,9 @@ class BigBirdPreTrainedModel:
         self.config = config
         self.add_pooling_layer = self.default_pooler if add_pooling_layer is None else add_pooling_layer
         if params is None:
-            params = init_params(config, self.head, seed=seed, dtype=dtype, add_pooling_layer=self.add_pooling_layer)
+            params = init_params(
+                config, self.head, seed=seed, dtype=dtype, add_pooling_layer=self.add_pooling_layer
+            )
             self.load_report = LoadReport((), (), ())
         else:
             params, self.load_report = match_state_dict(config, self.head, params, seed=seed,
@@ -123,7 +125,9 @@ class BigBirdPreTrainedModel:
         return bool(getattr(self.config, name) if value is None else value)
 
     def _finish(self, out: O.ModelOutput, return_dict: bool | None):
-        return out if (self.config.use_return_dict if return_dict is None else return_dict) else out.to_tuple()
+        return (
+            out if (self.config.use_return_dict if return_dict is None else return_dict) else out.to_tuple()
+        )
 
     def _p(self, name: str) -> np.ndarray:
         return self.params[name]
@@ -132,7 +136,9 @@ class BigBirdPreTrainedModel:
         c, t = self.config, "cls.predictions.transform."
         h = ACTIVATIONS[c.hidden_act](linear(x, self._p(t + "dense.weight"), self._p(t + "dense.bias")))
         h = layer_norm(h, self._p(t + "LayerNorm.weight"), self._p(t + "LayerNorm.bias"), c.layer_norm_eps)
-        decoder = self.params.get("cls.predictions.decoder.weight", self._p("bert.embeddings.word_embeddings.weight"))
+        decoder = self.params.get(
+            "cls.predictions.decoder.weight", self._p("bert.embeddings.word_embeddings.weight")
+        )
         return linear(h, decoder, self._p("cls.predictions.bias"))  # (batch, seq, vocab)
 
 
@@ -164,7 +170,9 @@ class BigBirdForPreTraining(BigBirdPreTrainedModel):
         body = self._body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
                           output_attentions, output_hidden_states, plan)  # fmt: skip
         logits = self._mlm_logits(_cut(body.sequence_output, body))
-        nsp = linear(body.pooled, self._p("cls.seq_relationship.weight"), self._p("cls.seq_relationship.bias"))
+        nsp = linear(
+            body.pooled, self._p("cls.seq_relationship.weight"), self._p("cls.seq_relationship.bias")
+        )
         loss = None
         if labels is not None:
             loss = cross_entropy(logits, labels)
@@ -238,7 +246,9 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
                                                        self._p("classifier.dense.bias")))  # fmt: skip
         logits = linear(x, self._p("classifier.out_proj.weight"), self._p("classifier.out_proj.bias"))
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return self._finish(O.SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions), return_dict)
+        return self._finish(
+            O.SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions), return_dict
+        )
 
 
 def _flatten_choices(x: Any) -> Any:
@@ -263,9 +273,13 @@ class BigBirdForMultipleChoice(BigBirdPreTrainedModel):
         body = self._body(_flatten_choices(input_ids), _flatten_choices(attention_mask),
                           _flatten_choices(token_type_ids), _flatten_choices(position_ids), head_mask,
                           _flatten_choices(inputs_embeds), output_attentions, output_hidden_states, plan)  # fmt: skip
-        logits = linear(body.pooled, self._p("classifier.weight"), self._p("classifier.bias")).reshape(-1, num_choices)
+        logits = linear(body.pooled, self._p("classifier.weight"), self._p("classifier.bias")).reshape(
+            -1, num_choices
+        )
         loss = None if labels is None else cross_entropy(logits, labels)
-        return self._finish(O.MultipleChoiceModelOutput(loss, logits, body.hidden_states, body.attentions), return_dict)
+        return self._finish(
+            O.MultipleChoiceModelOutput(loss, logits, body.hidden_states, body.attentions), return_dict
+        )
 
 
 class BigBirdForTokenClassification(BigBirdPreTrainedModel):
@@ -279,7 +293,9 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
         x = _cut(body.sequence_output, body)
         logits = linear(x, self._p("classifier.weight"), self._p("classifier.bias"))  # (batch, seq, labels)
         loss = None if labels is None else cross_entropy(logits, labels)
-        return self._finish(O.TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions), return_dict)
+        return self._finish(
+            O.TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions), return_dict
+        )
 
 
 class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
@@ -311,16 +327,22 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
         h = linear(h, self._p(q + "output.dense.weight"), self._p(q + "output.dense.bias"))
         h = layer_norm(h + x, self._p(q + "output.LayerNorm.weight"), self._p(q + "output.LayerNorm.bias"),
                        c.layer_norm_eps)  # fmt: skip
-        logits = linear(h, self._p(q + "qa_outputs.weight"), self._p(q + "qa_outputs.bias"))  # (batch, seq, 2)
+        logits = linear(
+            h, self._p(q + "qa_outputs.weight"), self._p(q + "qa_outputs.bias")
+        )  # (batch, seq, 2)
         if logits_mask is not None:
-            logits = logits - logits_mask[:, :, None].astype(logits.dtype) * np.asarray(QA_LOGITS_PENALTY, logits.dtype)
+            logits = logits - logits_mask[:, :, None].astype(logits.dtype) * np.asarray(
+                QA_LOGITS_PENALTY, logits.dtype
+            )
         start, end = logits[..., 0], logits[..., 1]
         loss = None
         if start_positions is not None and end_positions is not None:
             ignored = start.shape[1]
             sp = np.clip(np.asarray(start_positions).reshape(-1), 0, ignored)
             ep = np.clip(np.asarray(end_positions).reshape(-1), 0, ignored)
-            loss = (cross_entropy(start, sp, ignore_index=ignored) + cross_entropy(end, ep, ignore_index=ignored)) / 2
+            loss = (
+                cross_entropy(start, sp, ignore_index=ignored) + cross_entropy(end, ep, ignore_index=ignored)
+            ) / 2
         out = O.BigBirdForQuestionAnsweringModelOutput(loss, start, end, body.pooled, body.hidden_states,
                                                         body.attentions)  # fmt: skip
         return self._finish(out, return_dict)

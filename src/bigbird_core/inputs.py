@@ -125,7 +125,10 @@ def check_inputs(
         shape = tuple(input_ids.shape)
         _check_ids("input_ids", input_ids, shape, config.vocab_size, concrete)
     else:
-        if len(getattr(inputs_embeds, "shape", ())) != rank + 1 or inputs_embeds.shape[-1] != config.hidden_size:
+        if (
+            len(getattr(inputs_embeds, "shape", ())) != rank + 1
+            or inputs_embeds.shape[-1] != config.hidden_size
+        ):
             raise fail(InputError, "inputs_embeds", f"a {rank + 1}-D float array (..., {config.hidden_size})",
                        inputs_embeds)  # fmt: skip
         if dtype_kind(inputs_embeds) != "f":

@@ -44,7 +44,9 @@ def embed(p: Params, prefix: str, config: BigBirdConfig, input_ids: np.ndarray |
 
 def _heads(x: np.ndarray, config: BigBirdConfig) -> np.ndarray:
     b, seq, _ = x.shape
-    return x.reshape(b, seq, config.num_attention_heads, config.head_dim).transpose(0, 2, 1, 3)  # (B, H, L, d)
+    return x.reshape(b, seq, config.num_attention_heads, config.head_dim).transpose(
+        0, 2, 1, 3
+    )  # (B, H, L, d)
 
 
 def full_attention_mask(config: BigBirdConfig, mask: np.ndarray, q_len: int, dtype: np.dtype,
@@ -82,7 +84,9 @@ def run_body(
                               position_ids=position_ids)  # fmt: skip
     dtype = p[prefix + "embeddings.LayerNorm.weight"].dtype
     call = plan_call(config, seq)
-    mask = np.ones((batch, seq), dtype) if attention_mask is None else np.asarray(attention_mask).astype(dtype)
+    mask = (
+        np.ones((batch, seq), dtype) if attention_mask is None else np.asarray(attention_mask).astype(dtype)
+    )
     types = np.zeros((batch, seq), np.int64) if token_type_ids is None else np.asarray(token_type_ids)
     if inputs_embeds is not None:
         inputs_embeds = np.asarray(inputs_embeds, dtype)
@@ -132,7 +136,9 @@ def run_body(
                        config.layer_norm_eps)  # fmt: skip
         h = act(linear(x, p[a + "intermediate.dense.weight"], p[a + "intermediate.dense.bias"]))
         h = linear(h, p[a + "output.dense.weight"], p[a + "output.dense.bias"])
-        x = layer_norm(h + x, p[a + "output.LayerNorm.weight"], p[a + "output.LayerNorm.bias"], config.layer_norm_eps)
+        x = layer_norm(
+            h + x, p[a + "output.LayerNorm.weight"], p[a + "output.LayerNorm.bias"], config.layer_norm_eps
+        )
         if output_attentions:
             attentions.append(probs)
     if output_hidden_states:

@@ -16,7 +16,9 @@ class ModelOutput:
     """Base class: attribute, key and tuple access to the fields that are not None."""
 
     def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+        return tuple(
+            getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None
+        )
 
     def keys(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]

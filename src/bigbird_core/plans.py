@@ -156,7 +156,9 @@ def _check(num_blocks: int, r: int) -> None:
 
 
 @lru_cache(maxsize=64)
-def _transformers_train(layers: int, heads: int, num_blocks: int, block: int, r: int, max_len: int) -> np.ndarray:
+def _transformers_train(
+    layers: int, heads: int, num_blocks: int, block: int, r: int, max_len: int
+) -> np.ndarray:
     plan = np.stack([_drawn_layer(i, num_blocks, heads, block, r, max_len, TRANSFORMERS_PAPER_LENGTHS)
                      for i in range(layers)])  # fmt: skip
     plan.setflags(write=False)
@@ -217,7 +219,9 @@ def seeded_plan(config: BigBirdConfig, num_blocks: int, seed: int) -> np.ndarray
     return plan
 
 
-def make_plan(config: BigBirdConfig, num_blocks: int, *, training: bool, seed: int | None = None) -> np.ndarray:
+def make_plan(
+    config: BigBirdConfig, num_blocks: int, *, training: bool, seed: int | None = None
+) -> np.ndarray:
     """The plan ``config.random_plan`` asks for, for a padded sequence of ``num_blocks`` blocks.
 
     Args:

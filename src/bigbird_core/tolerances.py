@@ -48,7 +48,9 @@ class Comparison:
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else "FAIL"
-        return f"max abs {self.max_abs:.3e}, rel {self.rel:.3e} at {self.where} (tol {self.tol:.0e}) {verdict}"
+        return (
+            f"max abs {self.max_abs:.3e}, rel {self.rel:.3e} at {self.where} (tol {self.tol:.0e}) {verdict}"
+        )
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -60,8 +62,13 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def compare(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "output") -> Comparison:
-    """Compare ``actual`` against ``expected`` at the table's tolerance for ``dtype`` and ``kind``."""
+def compare(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "output",
+            scale: float = 0.0) -> Comparison:  # fmt: skip
+    """Compare ``actual`` against ``expected`` at the table's tolerance for ``dtype`` and ``kind``.
+
+    ``scale`` is a floor for the array's own scale: gradients are compared relative to the scale of
+    the whole gradient (a parameter whose true gradient is 0, such as a key bias, holds only noise).
+    """
     a, e = to_numpy(actual), to_numpy(expected)
     tol = tolerance(dtype, kind)
     if a.shape != e.shape:
@@ -73,17 +80,22 @@ def compare(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "out
     diff = np.where(np.isnan(diff), np.inf, diff)
     big = np.abs(e) >= SENTINEL
     ordinary = np.abs(e[~big]).max() if (~big).any() else 1.0
-    scale = np.where(big, np.abs(e), max(ordinary, 1e-30))
-    err = diff / scale
+    denom = np.where(big, np.abs(e), max(ordinary, scale, 1e-30))
+    err = diff / denom
     worst = np.unravel_index(int(np.argmax(err)), err.shape)
     rel = float(err[worst])
     return Comparison(float(diff.max()), rel, tuple(int(i) for i in worst), tol, rel <= tol)
 
 
-def assert_close(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "output", name: str = "") -> Comparison:
+def assert_close(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "output", name: str = "",
+                 scale: float = 0.0) -> Comparison:  # fmt: skip
     """Raise AssertionError with the max difference and where it is, unless within tolerance."""
-    c = compare(actual, expected, dtype, kind)
+    c = compare(actual, expected, dtype, kind, scale)
     if not c.ok:
-        shapes = f" (shapes {np.shape(actual)} vs {np.shape(expected)})" if np.shape(actual) != np.shape(expected) else ""
+        shapes = (
+            f" (shapes {np.shape(actual)} vs {np.shape(expected)})"
+            if np.shape(actual) != np.shape(expected)
+            else ""
+        )
         raise AssertionError(f"{name or 'value'}: {c}{shapes}")
     return c

@@ -153,7 +153,7 @@ def _adapt_prefix(state: dict[str, np.ndarray], head: str) -> dict[str, np.ndarr
     """Move a checkpoint between the base model (no prefix) and a head (``bert.`` body)."""
     has_prefix = any(k.startswith(BODY_PREFIX) for k in state)
     if head == "BigBirdModel" and has_prefix:
-        return {k[len(BODY_PREFIX):] if k.startswith(BODY_PREFIX) else k: v for k, v in state.items()}
+        return {k[len(BODY_PREFIX) :] if k.startswith(BODY_PREFIX) else k: v for k, v in state.items()}
     if head != "BigBirdModel" and not has_prefix:
         body = ("embeddings.", "encoder.", "pooler.")
         return {BODY_PREFIX + k if k.startswith(body) else k: v for k, v in state.items()}
@@ -179,7 +179,9 @@ def match_state_dict(
         state.pop(TIED_DECODER_WEIGHT, None)
     wanted = {s.name: s for s in specs}
     mismatched = tuple(
-        (k, tuple(state[k].shape), s.shape) for k, s in wanted.items() if k in state and tuple(state[k].shape) != s.shape
+        (k, tuple(state[k].shape), s.shape)
+        for k, s in wanted.items()
+        if k in state and tuple(state[k].shape) != s.shape
     )
     missing = tuple(k for k in wanted if k not in state)
     unexpected = tuple(k for k in state if k not in wanted)
@@ -187,9 +189,15 @@ def match_state_dict(
         lines = [f"  mis-shaped {k}: checkpoint {got}, config expects {exp}" for k, got, exp in mismatched]
         if strict:
             lines += [f"  missing {k}" for k in missing] + [f"  unexpected {k}" for k in unexpected]
-        raise CheckpointError(f"weights: the checkpoint does not fit {head} with this config:\n" + "\n".join(lines))
+        raise CheckpointError(
+            f"weights: the checkpoint does not fit {head} with this config:\n" + "\n".join(lines)
+        )
     if dtype is None:
         dtype = str(next(iter(state.values())).dtype) if state else "float32"
-    fresh = init_params(config, head, seed=seed, dtype=dtype, add_pooling_layer=add_pooling_layer) if missing else {}
+    fresh = (
+        init_params(config, head, seed=seed, dtype=dtype, add_pooling_layer=add_pooling_layer)
+        if missing
+        else {}
+    )
     params = {k: np.asarray(state[k] if k in state else fresh[k]).astype(dtype, copy=False) for k in wanted}
     return params, LoadReport(missing, unexpected, mismatched)

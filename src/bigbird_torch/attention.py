@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+import torch
 from bigbird_core.layout import BLOCK_SPARSE_PENALTY, BlockLayout, dense_winner
 
 
@@ -35,7 +35,9 @@ class LayoutTensors:
         )
 
     def winner(self, layer: int) -> torch.Tensor:
-        return torch.as_tensor(dense_winner(self.layout, layer).astype(np.int64), device=self.key_blocks.device)
+        return torch.as_tensor(
+            dense_winner(self.layout, layer).astype(np.int64), device=self.key_blocks.device
+        )
 
 
 def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -95,7 +97,9 @@ def block_sparse_attention(
     h_idx = torch.arange(heads, device=q.device)[:, None, None]
     k_g = kb[:, h_idx, idx]  # (B, H, n-2, S, b, d)
     v_g = vb[:, h_idx, idx]  # (B, H, n-2, S, b, d)
-    m_scores = torch.einsum("bhjqd,bhjskd->bhjqsk", qb[:, :, 1:-1], k_g).to(sdt) * scale  # (B, H, n-2, b, S, b)
+    m_scores = (
+        torch.einsum("bhjqd,bhjskd->bhjqsk", qb[:, :, 1:-1], k_g).to(sdt) * scale
+    )  # (B, H, n-2, b, S, b)
     key_mask = mask_b[:, idx]  # (B, H, n-2, S, b)
     query_mask = torch.where(layout.query_masked[None, :, None, :, None], mask_b[:, 1:-1, :, None, None], 1.0)
     full_mask = key_mask[:, :, :, None, :, :] * query_mask[:, None]  # (B, H, n-2, b, S, b)
@@ -113,7 +117,9 @@ def block_sparse_attention(
         return ctx, None
     winner = layout.winner(layer)  # (H, n-2, n)
     index = winner.clamp(min=0)[None, :, :, None, :, None].expand(batch, heads, rows, b, n, b)
-    picked = torch.gather(m_probs, 4, index) * (winner >= 0)[None, :, :, None, :, None]  # (B, H, n-2, b, n, b)
+    picked = (
+        torch.gather(m_probs, 4, index) * (winner >= 0)[None, :, :, None, :, None]
+    )  # (B, H, n-2, b, n, b)
     probs = torch.cat([
         g_probs[:, :, 0].reshape(batch, heads, 1, b, n, b), picked, g_probs[:, :, 1].reshape(batch, heads, 1, b, n, b),
     ], dim=2)  # fmt: skip

@@ -13,16 +13,16 @@ import os
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 
+import torch
 from bigbird_core import outputs as O
 from bigbird_core.checkpoint import read_checkpoint, write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
 from bigbird_core.inputs import QA_LOGITS_PENALTY, default_question_lengths, question_masks
 from bigbird_core.weights import LoadReport, init_params, match_state_dict
+from torch import nn
 
 from .model import ACTIVATIONS, ArrayAdapter, BigBirdBody
 
@@ -33,7 +33,9 @@ class BigBirdPreTrainedModel(nn.Module):
     head: str = ""
     default_pooler = True
 
-    def __init__(self, config: BigBirdConfig, *, add_pooling_layer: bool | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self, config: BigBirdConfig, *, add_pooling_layer: bool | None = None, seed: int | None = None
+    ) -> None:
         nn.Module.__init__(self)
         if not isinstance(config, BigBirdConfig):
             raise fail(InputError, "config", "a bigbird_core.BigBirdConfig", config)
@@ -119,7 +121,9 @@ class BigBirdPreTrainedModel(nn.Module):
         )  # fmt: skip
 
     def _finish(self, out: O.ModelOutput, return_dict: bool | None):
-        return out if (self.config.use_return_dict if return_dict is None else return_dict) else out.to_tuple()
+        return (
+            out if (self.config.use_return_dict if return_dict is None else return_dict) else out.to_tuple()
+        )
 
 
 def _cut(x: torch.Tensor, body: dict[str, Any]) -> torch.Tensor:
@@ -131,7 +135,9 @@ class BigBirdModel(BigBirdPreTrainedModel, BigBirdBody):
 
     head = "BigBirdModel"
 
-    def __init__(self, config: BigBirdConfig, add_pooling_layer: bool = True, *, seed: int | None = None) -> None:
+    def __init__(
+        self, config: BigBirdConfig, add_pooling_layer: bool = True, *, seed: int | None = None
+    ) -> None:
         BigBirdPreTrainedModel.__init__(self, config, add_pooling_layer=add_pooling_layer, seed=seed)
 
     def _build(self) -> None:
@@ -230,8 +236,14 @@ class BigBirdForMaskedLM(_WithBody):
         body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
                               output_attentions, output_hidden_states, plan)  # fmt: skip
         logits = self.cls.predictions(_cut(body["sequence_output"], body))
-        loss = None if labels is None else CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.view(-1))
-        return self._finish(O.MaskedLMOutput(loss, logits, body["hidden_states"], body["attentions"]), return_dict)
+        loss = (
+            None
+            if labels is None
+            else CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.view(-1))
+        )
+        return self._finish(
+            O.MaskedLMOutput(loss, logits, body["hidden_states"], body["attentions"]), return_dict
+        )
 
 
 class BigBirdForCausalLM(_WithBody):
@@ -282,7 +294,12 @@ class BigBirdForCausalLM(_WithBody):
             if bool(done.all()) or tokens.shape[1] >= self.config.max_position_embeddings:
                 break
             mask = torch.cat([mask, torch.ones_like(nxt[:, None])], dim=1)
-            out = self(input_ids=nxt[:, None], attention_mask=mask, past_key_values=out.past_key_values, use_cache=True)
+            out = self(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
         return tokens
 
 
@@ -301,7 +318,9 @@ class BigBirdClassificationHead(nn.Module):
         return self.out_proj(self.dropout(self.act(self.dense(x))))
 
 
-def sequence_classification_loss(config: BigBirdConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def sequence_classification_loss(
+    config: BigBirdConfig, logits: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """transformers' problem_type rule: regression (1 label), single-label (integer labels), multi-label."""
     problem = config.problem_type
     if problem is None:
@@ -461,7 +480,12 @@ MODEL_CLASSES = {cls.head: cls for cls in (
     BigBirdModel, BigBirdForPreTraining, BigBirdForMaskedLM, BigBirdForCausalLM, BigBirdForSequenceClassification,
     BigBirdForMultipleChoice, BigBirdForTokenClassification, BigBirdForQuestionAnswering)}  # fmt: skip
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False):

@@ -10,15 +10,15 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+import torch
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
 from bigbird_core.inputs import CallPlan, check_inputs, pad_values, plan_call
 from bigbird_core.layout import block_layout
 from bigbird_core.plans import check_plan, make_plan
+from torch import nn
 
 from .attention import LayoutTensors, block_sparse_attention, full_attention
 
@@ -79,7 +79,9 @@ class BigBirdSelfAttention(nn.Module):
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         present = (k, v) if ctx["use_cache"] else None
         if ctx["layout"] is not None:
-            out, probs = block_sparse_attention(q, k, v, ctx["mask"], ctx["layout"], layer, ctx["output_attentions"])
+            out, probs = block_sparse_attention(
+                q, k, v, ctx["mask"], ctx["layout"], layer, ctx["output_attentions"]
+            )
         else:
             out, probs = full_attention(q, k, v, ctx["additive_mask"], ctx["head_masks"][layer], self.dropout)
         b, _, seq, _ = out.shape
@@ -197,13 +199,22 @@ class BigBirdBody(nn.Module):
     def _layout(self, num_blocks: int, plan: Any, device: torch.device) -> LayoutTensors:
         """The core's plan and layout for this call, as tensors (cached per plan and device)."""
         if plan is None:
-            key = ("auto", num_blocks, self.training, self.config.random_plan, self.config.plan_seed, str(device))
+            key = (
+                "auto",
+                num_blocks,
+                self.training,
+                self.config.random_plan,
+                self.config.plan_seed,
+                str(device),
+            )
             if key not in self._layouts:
                 made = make_plan(self.config, num_blocks, training=self.training)
                 self._layouts[key] = LayoutTensors.build(block_layout(made, self.config.block_size), device)
             return self._layouts[key]
         plan = plan.detach().cpu().numpy() if isinstance(plan, torch.Tensor) else np.asarray(plan)
-        return LayoutTensors.build(block_layout(check_plan(self.config, num_blocks, plan), self.config.block_size), device)
+        return LayoutTensors.build(
+            block_layout(check_plan(self.config, num_blocks, plan), self.config.block_size), device
+        )
 
     @torch.compiler.disable
     def prepare(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask, plan,
@@ -217,7 +228,11 @@ class BigBirdBody(nn.Module):
         dtype = self.embeddings.LayerNorm.weight.dtype
         call: CallPlan = plan_call(c, seq, past_len=past_len)
         mask = torch.ones(batch, past_len + seq, device=device) if attention_mask is None else attention_mask
-        types = torch.zeros(batch, seq, dtype=torch.long, device=device) if token_type_ids is None else token_type_ids
+        types = (
+            torch.zeros(batch, seq, dtype=torch.long, device=device)
+            if token_type_ids is None
+            else token_type_ids
+        )
         if inputs_embeds is not None:
             inputs_embeds = inputs_embeds.to(dtype)
         if call.pad_len:
@@ -269,7 +284,16 @@ class BigBirdBody(nn.Module):
         flags = dict(output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                      use_cache=use_cache)  # fmt: skip
         call, ids, types, positions, embeds, ctx = self.prepare(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask, plan, past_len, flags)
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            head_mask,
+            plan,
+            past_len,
+            flags,
+        )
         x = self.embeddings(ids, types, positions, embeds)
         x, hidden, attentions, presents = self.encoder(x, ctx, past_key_values)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
@@ -277,4 +301,3 @@ class BigBirdBody(nn.Module):
                     hidden_states=tuple(hidden) if output_hidden_states else None,
                     attentions=tuple(attentions) if output_attentions else None,
                     past_key_values=tuple(presents) if use_cache else None)  # fmt: skip
-

@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from cases import TINY
 
 import bigbird_core as bb
 from bigbird_core import BigBirdConfig, CheckpointError, ConfigError, InputError
+from cases import TINY
 
 CFG = BigBirdConfig(**TINY)
 
@@ -123,9 +123,8 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_reads_pytorch_model_bin_and_sharded_safetensors(tmp_path):
     transformers = pytest.importorskip("transformers")
-    from oracle import hf_config
-
     import torch
+    from oracle import hf_config
 
     torch.manual_seed(0)
     hf = transformers.BigBirdForMaskedLM(hf_config(CFG)).eval()

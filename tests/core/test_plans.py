@@ -103,7 +103,9 @@ def test_eval_plan_is_all_zeros():
 
 def test_make_plan_dispatches_on_config():
     cfg = config()
-    assert np.array_equal(make_plan(cfg.replace(random_plan="google"), 20, training=False), google_plan(cfg, 20))
+    assert np.array_equal(
+        make_plan(cfg.replace(random_plan="google"), 20, training=False), google_plan(cfg, 20)
+    )
     assert np.array_equal(make_plan(cfg.replace(random_plan="seeded", plan_seed=4), 20, training=False),
                           seeded_plan(cfg, 20, 4))  # fmt: skip
     assert not np.array_equal(seeded_plan(cfg, 20, 4), seeded_plan(cfg, 20, 5))

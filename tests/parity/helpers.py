@@ -17,7 +17,7 @@ def compare_outputs(actual, expected, dtype: str = "float32", fields=None) -> di
         a, e = actual[key], expected[key]
         if isinstance(e, (tuple, list)):
             assert len(a) == len(e), f"{key}: {len(a)} entries, expected {len(e)}"
-            for i, (x, y) in enumerate(zip(a, e)):
+            for i, (x, y) in enumerate(zip(a, e, strict=True)):
                 results[f"{key}[{i}]"] = assert_close(x, y, dtype, name=f"{key}[{i}]")
         else:
             results[key] = assert_close(a, e, dtype, name=key)
