@@ -158,9 +158,18 @@ def read_state_dict(directory: str) -> dict[str, np.ndarray]:
         return out
     if os.path.exists(os.path.join(directory, TORCH_BIN)):
         return _read_torch_bin(os.path.join(directory, TORCH_BIN))
+    if os.path.exists(os.path.join(directory, FLAX_MSGPACK)):
+        try:
+            from bigbird_flax.io import read_msgpack
+        except ImportError:
+            raise CheckpointError(
+                f"{directory}: reading {FLAX_MSGPACK} needs flax; install it (pip install 'bigbird[flax]')"
+            ) from None
+        return read_msgpack(os.path.join(directory, FLAX_MSGPACK))
     found = ", ".join(sorted(os.listdir(directory))) or "nothing"
     raise CheckpointError(
-        f"{directory}: no weights found (expected {SAFETENSORS}, {SAFETENSORS_INDEX} or {TORCH_BIN}; found {found})"
+        f"{directory}: no weights found (expected {SAFETENSORS}, {SAFETENSORS_INDEX}, {TORCH_BIN} or "
+        f"{FLAX_MSGPACK}; found {found})"
     )
 
 

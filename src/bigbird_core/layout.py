@@ -61,19 +61,32 @@ def block_layout(plan: np.ndarray, block_size: int) -> BlockLayout:
     """
     layers, heads, rows, r = plan.shape
     n = rows + 2
-    i = np.arange(1, n - 1, dtype=np.int32)  # query block of each row
-    static = np.stack([np.zeros_like(i), i - 1, i, i + 1, np.full_like(i, n - 1)], axis=-1)  # (n-2, 5)
+    static, slot_valid, query_masked = static_slots(n, r)
     static = np.broadcast_to(static, (layers, heads, rows, NUM_STATIC_SLOTS))
     key_blocks = np.concatenate([static, plan.astype(np.int32)], axis=-1)  # (layers, heads, n-2, S)
-    slot_valid = np.ones((rows, NUM_STATIC_SLOTS + r), dtype=bool)
-    slot_valid[0, 1] = False  # row 1: i - 1 == 0 is the first global block
-    slot_valid[-1, 3] = False  # row n-2: i + 1 == n - 1 is the last global block
-    query_masked = np.zeros((rows, NUM_STATIC_SLOTS + r), dtype=bool)
-    query_masked[1:-1, 1:4] = True  # window of rows 2..n-3
-    query_masked[:, NUM_STATIC_SLOTS:] = True  # random slots
     for a in (key_blocks, slot_valid, query_masked):
         a.setflags(write=False)
     return BlockLayout(n, block_size, key_blocks, slot_valid, query_masked)
+
+
+def write_order(num_slots: int) -> list[int]:
+    """transformers' order of writing slots into dense probabilities: window, globals, then random."""
+    return [1, 2, 3, 0, 4] + list(range(NUM_STATIC_SLOTS, num_slots))
+
+
+def static_slots(num_blocks: int, num_random: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The plan-independent part of a layout: static key blocks ``(n-2, 5)``, ``slot_valid`` and
+    ``query_masked`` ``(n-2, 5 + r)``."""
+    n = num_blocks
+    i = np.arange(1, n - 1, dtype=np.int32)  # query block of each row
+    static = np.stack([np.zeros_like(i), i - 1, i, i + 1, np.full_like(i, n - 1)], axis=-1)
+    slot_valid = np.ones((n - 2, NUM_STATIC_SLOTS + num_random), dtype=bool)
+    slot_valid[0, 1] = False  # row 1: i - 1 == 0 is the first global block
+    slot_valid[-1, 3] = False  # row n-2: i + 1 == n - 1 is the last global block
+    query_masked = np.zeros((n - 2, NUM_STATIC_SLOTS + num_random), dtype=bool)
+    query_masked[1:-1, 1:4] = True  # window of rows 2..n-3
+    query_masked[:, NUM_STATIC_SLOTS:] = True  # random slots
+    return static, slot_valid, query_masked
 
 
 def dense_winner(layout: BlockLayout, layer: int) -> np.ndarray:
@@ -90,8 +103,7 @@ def dense_winner(layout: BlockLayout, layer: int) -> np.ndarray:
     heads, rows, slots = kb.shape
     winner = np.full((heads, rows, layout.num_blocks), -1, dtype=np.int32)
     h_idx, r_idx = np.meshgrid(np.arange(heads), np.arange(rows), indexing="ij")
-    order = [1, 2, 3, 0, 4] + list(range(NUM_STATIC_SLOTS, slots))  # transformers' write order
-    for s in order:
+    for s in write_order(slots):
         valid = layout.slot_valid[:, s][None, :]  # (1, n-2)
         hs, rs = h_idx[np.broadcast_to(valid, kb.shape[:2])], r_idx[np.broadcast_to(valid, kb.shape[:2])]
         winner[hs, rs, kb[hs, rs, s]] = s

@@ -201,19 +201,23 @@ def google_plan(config: BigBirdConfig, num_blocks: int) -> np.ndarray:
                    config.num_random_blocks)  # fmt: skip
 
 
+def legal_random_blocks(num_blocks: int) -> np.ndarray:
+    """bool ``(num_blocks - 2, num_blocks)``: block k may be a random block of middle row j (query block
+    j + 1): outside the row's window and not a global block. The rule of every fresh plan."""
+    rows = np.arange(1, num_blocks - 1)[:, None]
+    k = np.arange(num_blocks)[None, :]
+    return (np.abs(k - rows) > 1) & (k > 0) & (k < num_blocks - 1)
+
+
 def seeded_plan(config: BigBirdConfig, num_blocks: int, seed: int) -> np.ndarray:
     """A fresh plan from ``seed``: per layer, head and row, ``r`` distinct blocks chosen uniformly
-    among those outside the row's window (``i-1, i, i+1``) and the two global blocks."""
+    among the legal ones (:func:`legal_random_blocks`)."""
     r = config.num_random_blocks
     _check(num_blocks, r)
     rng = np.random.default_rng(seed)
     layers, heads = config.num_hidden_layers, config.num_attention_heads
-    rows = np.arange(1, num_blocks - 1)
-    # legal[j, k]: block k may be a random block of query block rows[j]
-    k = np.arange(num_blocks)
-    legal = (np.abs(k[None, :] - rows[:, None]) > 1) & (k[None, :] > 0) & (k[None, :] < num_blocks - 1)
     keys = rng.random((layers, heads, num_blocks - 2, num_blocks))
-    keys = np.where(legal, keys, np.inf)  # illegal blocks sort last
+    keys = np.where(legal_random_blocks(num_blocks), keys, np.inf)  # illegal blocks sort last
     plan = np.argsort(keys, axis=-1, kind="stable")[..., :r].astype(np.int32)
     plan.setflags(write=False)
     return plan

@@ -1,0 +1,133 @@
+"""JAX attention kernels: full attention and block-sparse attention over the core's layout.
+
+Same function names as ``bigbird_core.attention``. ``key_blocks`` may be a constant (a plan made by the
+core) or traced (a plan drawn inside jit from ``indices_rng``); everything else about the layout is
+static. Scores are upcast to float32 for masking and softmax in bf16/fp16.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bigbird_core.layout import BLOCK_SPARSE_PENALTY, NUM_STATIC_SLOTS, static_slots, write_order
+from bigbird_core.plans import legal_random_blocks
+
+
+def _softmax_dtype(dtype) -> jnp.dtype:
+    return jnp.float32 if dtype in (jnp.float16, jnp.bfloat16) else dtype
+
+
+def key_blocks_of(plan: jnp.ndarray) -> jnp.ndarray:
+    """The slots' key blocks ``(layers, heads, n-2, S)`` of a plan ``(layers, heads, n-2, r)``."""
+    layers, heads, rows, _ = plan.shape
+    static, _, _ = static_slots(rows + 2, plan.shape[-1])
+    static = jnp.broadcast_to(jnp.asarray(static, jnp.int32), (layers, heads, rows, NUM_STATIC_SLOTS))
+    return jnp.concatenate([static, plan.astype(jnp.int32)], axis=-1)
+
+
+def draw_plan(key: jax.Array, layers: int, heads: int, num_blocks: int, r: int) -> jnp.ndarray:
+    """A fresh plan inside jit: per layer, head and row, ``r`` distinct legal blocks (the core's rule)."""
+    legal = jnp.asarray(legal_random_blocks(num_blocks))  # (n-2, n)
+    scores = jax.random.uniform(key, (layers, heads, num_blocks - 2, num_blocks))
+    scores = jnp.where(legal, scores, jnp.inf)
+    return jnp.argsort(scores, axis=-1)[..., :r].astype(jnp.int32)
+
+
+def full_attention(q, k, v, additive_mask, head_mask=None, dropout=None):
+    """Softmax attention over all keys: context ``(B, H, Lq, d)`` and probabilities ``(B, H, Lq, Lk)``.
+
+    ``dropout`` is a function of the probabilities (or None).
+    """
+    sdt = _softmax_dtype(q.dtype)
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(sdt) / math.sqrt(q.shape[-1])
+    if additive_mask is not None:
+        scores = scores + additive_mask
+    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+    if dropout is not None:
+        probs = dropout(probs)
+    if head_mask is not None:
+        probs = probs * head_mask
+    return jnp.einsum("bhqk,bhkd->bhqd", probs, v), probs
+
+
+def _dense_winner(key_blocks: jnp.ndarray, slot_valid: np.ndarray, num_blocks: int) -> jnp.ndarray:
+    """For output_attentions with a (possibly traced) plan: the slot shown at (row, key block), or -1."""
+    heads, rows, slots = key_blocks.shape
+    winner = jnp.full((heads, rows, num_blocks), -1, jnp.int32)
+    h = jnp.arange(heads)[:, None]
+    r = jnp.arange(rows)[None, :]
+    for s in write_order(slots):
+        if not slot_valid[:, s].all():
+            ok = jnp.asarray(slot_valid[:, s])[None, :]
+            target = jnp.where(ok, key_blocks[:, :, s], num_blocks)  # out of range: dropped
+            winner = winner.at[h, r, target].set(s, mode="drop")
+        else:
+            winner = winner.at[h, r, key_blocks[:, :, s]].set(s)
+    return winner
+
+
+def block_sparse_attention(q, k, v, mask, key_blocks, block_size: int, output_attentions: bool = False):
+    """BigBird ITC attention for one layer.
+
+    Args:
+        q, k, v: ``(batch, heads, L, d)``.
+        mask: ``(batch, L)`` attention mask of the padded sequence.
+        key_blocks: ``(heads, n-2, S)`` key block of every slot (see ``bigbird_core.layout``).
+        block_size: tokens per block.
+
+    Returns:
+        context ``(batch, heads, L, d)`` (padded query rows zeroed) and, when asked, the dense
+        probabilities ``(batch, heads, L, L)``.
+    """
+    batch, heads, length, d = q.shape
+    b = block_size
+    n = length // b
+    _, slot_valid, query_masked = static_slots(n, key_blocks.shape[-1] - NUM_STATIC_SLOTS)
+    sdt = _softmax_dtype(q.dtype)
+    scale = 1.0 / math.sqrt(d)
+    mask = mask.astype(sdt)
+    qb = q.reshape(batch, heads, n, b, d)
+    kb = k.reshape(batch, heads, n, b, d)
+    vb = v.reshape(batch, heads, n, b, d)
+    mask_b = mask.reshape(batch, n, b)
+
+    # global query blocks 0 and n-1: every key, masked by the key's padding only
+    g_q = jnp.stack([qb[:, :, 0], qb[:, :, -1]], axis=2)  # (B, H, 2, b, d)
+    g_scores = jnp.einsum("bhgqd,bhkd->bhgqk", g_q, k).astype(sdt) * scale  # (B, H, 2, b, L)
+    g_scores = g_scores + (1.0 - mask)[:, None, None, None, :] * BLOCK_SPARSE_PENALTY
+    g_probs = jax.nn.softmax(g_scores, axis=-1)
+    g_ctx = jnp.einsum("bhgqk,bhkd->bhgqd", g_probs.astype(v.dtype), v)  # (B, H, 2, b, d)
+
+    # middle query blocks 1..n-2: gather the key blocks of every slot
+    h_idx = jnp.arange(heads)[:, None, None]
+    k_g = kb[:, h_idx, key_blocks]  # (B, H, n-2, S, b, d)
+    v_g = vb[:, h_idx, key_blocks]  # (B, H, n-2, S, b, d)
+    m_scores = jnp.einsum("bhjqd,bhjskd->bhjqsk", qb[:, :, 1:-1], k_g).astype(sdt) * scale  # (B, H, n-2, b, S, b)
+    key_mask = mask_b[:, key_blocks]  # (B, H, n-2, S, b)
+    query_mask = jnp.where(query_masked[None, :, None, :, None], mask_b[:, 1:-1, :, None, None], 1.0)
+    full_mask = key_mask[:, :, :, None, :, :] * query_mask[:, None]  # (B, H, n-2, b, S, b)
+    m_scores = m_scores + (1.0 - full_mask) * BLOCK_SPARSE_PENALTY
+    m_scores = jnp.where(slot_valid[None, None, :, None, :, None], m_scores, -jnp.inf)
+    rows, slots = n - 2, key_blocks.shape[-1]
+    m_probs = jax.nn.softmax(m_scores.reshape(batch, heads, rows, b, slots * b), axis=-1)
+    m_probs = m_probs.reshape(batch, heads, rows, b, slots, b)
+    m_ctx = jnp.einsum("bhjqsk,bhjskd->bhjqd", m_probs.astype(v.dtype), v_g)  # (B, H, n-2, b, d)
+
+    ctx = jnp.concatenate([g_ctx[:, :, :1], m_ctx, g_ctx[:, :, 1:]], axis=2).reshape(batch, heads, length, d)
+    ctx = ctx * mask[:, None, :, None].astype(ctx.dtype)  # zero the rows of padded queries
+
+    if not output_attentions:
+        return ctx, None
+    winner = _dense_winner(key_blocks, slot_valid, n)  # (H, n-2, n)
+    index = jnp.maximum(winner, 0)[None, :, :, None, :, None]
+    picked = jnp.take_along_axis(m_probs, jnp.broadcast_to(index, (batch, heads, rows, b, n, b)), axis=4)
+    picked = picked * (winner >= 0)[None, :, :, None, :, None]  # (B, H, n-2, b, n, b)
+    probs = jnp.concatenate(
+        [g_probs[:, :, 0].reshape(batch, heads, 1, b, n, b), picked, g_probs[:, :, 1].reshape(batch, heads, 1, b, n, b)],
+        axis=2,
+    )
+    return ctx, probs.reshape(batch, heads, length, length).astype(q.dtype)
