@@ -106,7 +106,9 @@ def block_sparse_attention(q, k, v, mask, key_blocks, block_size: int, output_at
     h_idx = jnp.arange(heads)[:, None, None]
     k_g = kb[:, h_idx, key_blocks]  # (B, H, n-2, S, b, d)
     v_g = vb[:, h_idx, key_blocks]  # (B, H, n-2, S, b, d)
-    m_scores = jnp.einsum("bhjqd,bhjskd->bhjqsk", qb[:, :, 1:-1], k_g).astype(sdt) * scale  # (B, H, n-2, b, S, b)
+    m_scores = (
+        jnp.einsum("bhjqd,bhjskd->bhjqsk", qb[:, :, 1:-1], k_g).astype(sdt) * scale
+    )  # (B, H, n-2, b, S, b)
     key_mask = mask_b[:, key_blocks]  # (B, H, n-2, S, b)
     query_mask = jnp.where(query_masked[None, :, None, :, None], mask_b[:, 1:-1, :, None, None], 1.0)
     full_mask = key_mask[:, :, :, None, :, :] * query_mask[:, None]  # (B, H, n-2, b, S, b)
@@ -127,7 +129,11 @@ def block_sparse_attention(q, k, v, mask, key_blocks, block_size: int, output_at
     picked = jnp.take_along_axis(m_probs, jnp.broadcast_to(index, (batch, heads, rows, b, n, b)), axis=4)
     picked = picked * (winner >= 0)[None, :, :, None, :, None]  # (B, H, n-2, b, n, b)
     probs = jnp.concatenate(
-        [g_probs[:, :, 0].reshape(batch, heads, 1, b, n, b), picked, g_probs[:, :, 1].reshape(batch, heads, 1, b, n, b)],
+        [
+            g_probs[:, :, 0].reshape(batch, heads, 1, b, n, b),
+            picked,
+            g_probs[:, :, 1].reshape(batch, heads, 1, b, n, b),
+        ],
         axis=2,
     )
     return ctx, probs.reshape(batch, heads, length, length).astype(q.dtype)

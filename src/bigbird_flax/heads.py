@@ -128,7 +128,9 @@ class FlaxBigBirdHeadModule(nn.Module):
         out = dict(body)
         if head in ("BigBirdForPreTraining", "BigBirdForMaskedLM", "BigBirdForCausalLM"):
             nsp = head == "BigBirdForPreTraining"
-            out["logits"], out["nsp"] = _Predictions(c, self.dtype, nsp, name="cls")(x, pooled, body["word_embeddings"])
+            out["logits"], out["nsp"] = _Predictions(c, self.dtype, nsp, name="cls")(
+                x, pooled, body["word_embeddings"]
+            )
         elif head == "BigBirdForSequenceClassification":
             out["logits"] = _ClassificationHead(c, self.dtype, name="classifier")(x, deterministic)
         elif head == "BigBirdForMultipleChoice":

@@ -46,18 +46,25 @@ class FlaxBigBirdEmbeddings(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, input_ids, token_type_ids, position_ids, inputs_embeds=None, deterministic: bool = True):
+    def __call__(
+        self, input_ids, token_type_ids, position_ids, inputs_embeds=None, deterministic: bool = True
+    ):
         c = self.config
         init = jax.nn.initializers.normal(c.initializer_range)
-        words = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=init, dtype=self.dtype, name="word_embeddings")
+        words = nn.Embed(
+            c.vocab_size, c.hidden_size, embedding_init=init, dtype=self.dtype, name="word_embeddings"
+        )
         positions = nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init, dtype=self.dtype,
                              name="position_embeddings")  # fmt: skip
         types = nn.Embed(c.type_vocab_size, c.hidden_size, embedding_init=init, dtype=self.dtype,
                          name="token_type_embeddings")  # fmt: skip
         norm = layer_norm(c, "LayerNorm", self.dtype)
-        x = words(input_ids) if inputs_embeds is None else inputs_embeds.astype(self.dtype)  # (B, L, hidden)
-        if input_ids is None:
-            words(jnp.zeros((1, 1), jnp.int32))  # make sure the table exists (init from embeddings)
+        if inputs_embeds is None:
+            # as torch's padding_idx: the pad token's row gets no gradient
+            looked = words(input_ids)  # (B, L, hidden)
+            x = jnp.where((input_ids == c.pad_token_id)[..., None], jax.lax.stop_gradient(looked), looked)
+        else:
+            x = inputs_embeds.astype(self.dtype)  # (B, L, hidden)
         if c.rescale_embeddings:
             x = x * math.sqrt(c.hidden_size)
         x = x + types(token_type_ids) + positions(position_ids)
@@ -75,13 +82,17 @@ class FlaxBigBirdSelfAttention(nn.Module):
         batch, seq, _ = x.shape
 
         def split(t):
-            return t.reshape(batch, seq, c.num_attention_heads, c.head_dim).transpose(0, 2, 1, 3)  # (B, H, L, d)
+            return t.reshape(batch, seq, c.num_attention_heads, c.head_dim).transpose(
+                0, 2, 1, 3
+            )  # (B, H, L, d)
 
         q = split(dense(c, c.hidden_size, "query", self.dtype, c.use_bias)(x))
         k = split(dense(c, c.hidden_size, "key", self.dtype, c.use_bias)(x))
         v = split(dense(c, c.hidden_size, "value", self.dtype, c.use_bias)(x))
         if key_blocks is not None:
-            out, probs = block_sparse_attention(q, k, v, ctx["mask"], key_blocks, c.block_size, output_attentions)
+            out, probs = block_sparse_attention(
+                q, k, v, ctx["mask"], key_blocks, c.block_size, output_attentions
+            )
         else:
             drop = nn.Dropout(c.attention_probs_dropout_prob)
             out, probs = full_attention(q, k, v, ctx["additive_mask"], head_mask,
@@ -120,7 +131,9 @@ class FlaxBigBirdIntermediate(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        return ACTIVATIONS[self.config.hidden_act](dense(self.config, self.config.intermediate_size, "dense", self.dtype)(x))
+        return ACTIVATIONS[self.config.hidden_act](
+            dense(self.config, self.config.intermediate_size, "dense", self.dtype)(x)
+        )
 
 
 class FlaxBigBirdLayer(nn.Module):
@@ -128,7 +141,9 @@ class FlaxBigBirdLayer(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, ctx, key_blocks, head_mask, deterministic: bool = True, output_attentions: bool = False):
+    def __call__(
+        self, x, ctx, key_blocks, head_mask, deterministic: bool = True, output_attentions: bool = False
+    ):
         x, probs = FlaxBigBirdAttention(self.config, self.dtype, name="attention")(
             x, ctx, key_blocks, head_mask, deterministic, output_attentions)  # fmt: skip
         h = FlaxBigBirdIntermediate(self.config, self.dtype, name="intermediate")(x)
@@ -141,17 +156,21 @@ class FlaxBigBirdLayerCollection(nn.Module):
     gradient_checkpointing: bool = False
 
     @nn.compact
-    def __call__(self, x, ctx, key_blocks, head_masks, deterministic, output_attentions, output_hidden_states):
+    def __call__(
+        self, x, ctx, key_blocks, head_masks, deterministic, output_attentions, output_hidden_states
+    ):
         layer_cls = FlaxBigBirdLayer
         if self.gradient_checkpointing:
-            layer_cls = nn.remat(FlaxBigBirdLayer, static_argnums=(4, 5))
+            layer_cls = nn.remat(FlaxBigBirdLayer, static_argnums=(5, 6))  # deterministic, output_attentions
         hidden, attentions = [], []
         for i in range(self.config.num_hidden_layers):
             if output_hidden_states:
                 hidden.append(x)
             kb = None if key_blocks is None else key_blocks[i]
             hm = None if head_masks is None else head_masks[i][None, :, None, None]
-            x, probs = layer_cls(self.config, self.dtype, name=str(i))(x, ctx, kb, hm, deterministic, output_attentions)
+            x, probs = layer_cls(self.config, self.dtype, name=str(i))(
+                x, ctx, kb, hm, deterministic, output_attentions
+            )
             if output_attentions:
                 attentions.append(probs)
         if output_hidden_states:
@@ -166,7 +185,9 @@ class FlaxBigBirdEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, *args):
-        return FlaxBigBirdLayerCollection(self.config, self.dtype, self.gradient_checkpointing, name="layer")(*args)
+        return FlaxBigBirdLayerCollection(self.config, self.dtype, self.gradient_checkpointing, name="layer")(
+            *args
+        )
 
 
 class FlaxBigBirdModule(nn.Module):

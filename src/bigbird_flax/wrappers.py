@@ -61,7 +61,9 @@ class FlaxBigBirdPreTrainedModel:
 
     def _build_module(self) -> None:
         if self.head == "BigBirdModel":
-            self.module = FlaxBigBirdModule(self.config, self.dtype, self.add_pooling_layer, self.gradient_checkpointing)
+            self.module = FlaxBigBirdModule(
+                self.config, self.dtype, self.add_pooling_layer, self.gradient_checkpointing
+            )
         else:
             self.module = FlaxBigBirdHeadModule(self.config, self.head, self.dtype, self.add_pooling_layer,
                                                 self.gradient_checkpointing)  # fmt: skip
@@ -72,14 +74,18 @@ class FlaxBigBirdPreTrainedModel:
     @property
     def params(self) -> dict:
         if self._params is None:
-            raise InputError("params: this model was built with _do_init=False; pass params= or call init_weights")
+            raise InputError(
+                "params: this model was built with _do_init=False; pass params= or call init_weights"
+            )
         return self._params
 
     @params.setter
     def params(self, value: dict) -> None:
         self._params = value
 
-    def init_weights(self, rng: jax.Array, input_shape: tuple | None = None, params: dict | None = None) -> dict:
+    def init_weights(
+        self, rng: jax.Array, input_shape: tuple | None = None, params: dict | None = None
+    ) -> dict:
         """Seeded parameters with transformers' initialisation (the core's, identical in every backend);
         ``params`` given: its missing entries are filled in."""
         seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
@@ -151,7 +157,9 @@ class FlaxBigBirdPreTrainedModel:
         c = self.config
         bad = sorted(set(labels) - set(_LABEL_KEYS))
         if bad:
-            raise fail(InputError, bad[0], f"one of the forward arguments of {self.head}", "an unknown keyword")
+            raise fail(
+                InputError, bad[0], f"one of the forward arguments of {self.head}", "an unknown keyword"
+            )
         multiple = self.head == "BigBirdForMultipleChoice"
         first = input_ids if input_ids is not None else inputs_embeds
         if multiple:
@@ -174,7 +182,11 @@ class FlaxBigBirdPreTrainedModel:
                 token_type_ids = default_types if token_type_ids is None else token_type_ids
         call = plan_call(c, seq)
         mask = jnp.ones((batch, seq), jnp.int32) if attention_mask is None else jnp.asarray(attention_mask)
-        types = jnp.zeros((batch, seq), jnp.int32) if token_type_ids is None else jnp.asarray(token_type_ids, jnp.int32)
+        types = (
+            jnp.zeros((batch, seq), jnp.int32)
+            if token_type_ids is None
+            else jnp.asarray(token_type_ids, jnp.int32)
+        )
         if call.pad_len:
             pads, pad = pad_values(c), ((0, 0), (0, call.pad_len))
             if input_ids is not None:
@@ -223,7 +235,8 @@ class FlaxBigBirdPreTrainedModel:
         common = dict(hidden_states=out["hidden_states"], attentions=out["attentions"])
         if head == "BigBirdModel":
             return O.BaseModelOutputWithPoolingAndCrossAttentions(
-                last_hidden_state=cut(out["sequence_output"]), pooler_output=out["pooled"], **common)
+                last_hidden_state=cut(out["sequence_output"]), pooler_output=out["pooled"], **common
+            )
         raw = {"nsp": out.get("nsp")}
         if head == "BigBirdForQuestionAnswering":
             logits = cut(out["logits"])
@@ -245,7 +258,11 @@ class FlaxBigBirdPreTrainedModel:
 
 
 def _wrapper(head: str) -> type[FlaxBigBirdPreTrainedModel]:
-    return type("Flax" + head, (FlaxBigBirdPreTrainedModel,), {"head": head, "__doc__": f"transformers 4.x Flax{head}."})
+    return type(
+        "Flax" + head,
+        (FlaxBigBirdPreTrainedModel,),
+        {"head": head, "__doc__": f"transformers 4.x Flax{head}."},
+    )
 
 
 MODEL_CLASSES = {head: _wrapper(head) for head in HEADS}
