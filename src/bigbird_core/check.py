@@ -16,6 +16,7 @@ import numpy as np
 
 from .backends import load_backend
 from .config import BigBirdConfig
+from .errors import CheckpointError
 from .heads import MODEL_CLASSES
 from .tolerances import compare, to_numpy
 from .weights import HEADS
@@ -94,7 +95,7 @@ def supported_heads(directory: str) -> list[str]:
     for head in HEADS:
         try:
             _, report = match_state_dict(config, head, state)
-        except Exception:
+        except CheckpointError:  # mis-shaped for this head (another num_labels, say)
             continue
         if not report.missing_keys:
             heads.append(head)

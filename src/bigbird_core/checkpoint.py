@@ -32,13 +32,25 @@ _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np
 _ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 
 
-def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
-    """bfloat16 bits (uint16) to float32, exactly."""
+try:  # NumPy's bfloat16, from the small NumPy-only package that JAX also uses
+    from ml_dtypes import bfloat16 as BF16
+except ImportError:  # pragma: no cover - without it bf16 tensors are upcast exactly to float32
+    BF16 = None
+
+
+def _bf16_from_bits(raw: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (uint16) to a bfloat16 array, or to float32 (exact) without ml_dtypes."""
+    if BF16 is not None:
+        return raw.view(BF16)
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
+def is_bf16(arr: np.ndarray) -> bool:
+    return str(arr.dtype) == "bfloat16"
+
+
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
-    """Read a safetensors file into NumPy arrays (bfloat16 upcast exactly to float32).
+    """Read a safetensors file into NumPy arrays (bfloat16 as ``ml_dtypes.bfloat16`` when installed).
 
     Raises:
         CheckpointError naming the file when it is truncated or corrupt.
@@ -73,7 +85,7 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
             )
         raw = bytes(body[start:end])
         if dtype == "BF16":
-            arr = _bf16_to_f32(np.frombuffer(raw, dtype="<u2"))
+            arr = _bf16_from_bits(np.frombuffer(raw, dtype="<u2"))
         elif dtype in _ST_DTYPES:
             arr = np.frombuffer(raw, dtype=np.dtype(_ST_DTYPES[dtype]).newbyteorder("<")).astype(
                 _ST_DTYPES[dtype]
@@ -86,22 +98,25 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def write_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None,
-                      bf16: frozenset[str] = frozenset()) -> None:  # fmt: skip
+def write_safetensors(
+    path: str, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None
+) -> None:
     """Write ``tensors`` as a safetensors file (to ``path`` directly; wrap in :func:`atomic_dir`).
 
-    Names in ``bf16`` hold bfloat16 bit patterns as uint16 arrays (NumPy has no bfloat16) and are
-    stored as BF16.
+    bfloat16 arrays (``ml_dtypes.bfloat16``) are stored as BF16.
     """
     header: dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
     offset = 0
     blobs = []
     for name in sorted(tensors):
         arr = np.ascontiguousarray(tensors[name])
-        if arr.dtype not in _ST_NAMES:
+        bf16 = is_bf16(arr)
+        if bf16:
+            arr = arr.view(np.uint16)
+        elif arr.dtype not in _ST_NAMES:
             raise CheckpointError(f"{path}: cannot store tensor {name!r} of dtype {arr.dtype}")
         blob = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-        kind = "BF16" if name in bf16 else _ST_NAMES[arr.dtype]
+        kind = "BF16" if bf16 else _ST_NAMES[arr.dtype]
         header[name] = {"dtype": kind, "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(blob)]}  # fmt: skip
         offset += len(blob)
@@ -129,54 +144,68 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
         raise CheckpointError(
             f"{path}: cannot read ({type(exc).__name__}: {str(exc).splitlines()[0]})"
         ) from None
-    out = {}
-    for k, v in state.items():
-        t = v.detach().cpu()
-        out[k] = t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy().copy()
+    from bigbird_torch.convert import state_dict_to_numpy
+
+    return state_dict_to_numpy(state)
+
+
+WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN, FLAX_MSGPACK)  # the default reading order
+
+
+def _read_index(directory: str) -> dict[str, np.ndarray]:
+    index = os.path.join(directory, SAFETENSORS_INDEX)
+    try:
+        with open(index, encoding="utf-8") as fh:
+            shards = sorted(set(json.load(fh)["weight_map"].values()))
+    except (OSError, KeyError, TypeError, json.JSONDecodeError, AttributeError):
+        raise CheckpointError(f"{index}: corrupt index (expected a JSON object with 'weight_map')") from None
+    out: dict[str, np.ndarray] = {}
+    for shard in shards:
+        out.update(read_safetensors(os.path.join(directory, shard)))
     return out
 
 
-def read_state_dict(directory: str) -> dict[str, np.ndarray]:
-    """The canonical ``{name: array}`` weights of a checkpoint directory (safetensors, sharded or .bin)."""
+def _read_msgpack(path: str) -> dict[str, np.ndarray]:
+    try:
+        from bigbird_flax.io import read_msgpack
+    except ImportError:
+        raise CheckpointError(
+            f"{path}: reading {FLAX_MSGPACK} needs flax; install it (pip install 'bigbird[flax]')"
+        ) from None
+    return read_msgpack(path)
+
+
+_READERS = {SAFETENSORS: read_safetensors, TORCH_BIN: _read_torch_bin, FLAX_MSGPACK: _read_msgpack}
+
+
+def read_state_dict(directory: str, prefer: tuple[str, ...] = WEIGHT_FILES) -> dict[str, np.ndarray]:
+    """The canonical ``{name: array}`` weights of a checkpoint directory.
+
+    Args:
+        directory: holds ``model.safetensors``, sharded safetensors, ``pytorch_model.bin`` or
+            ``flax_model.msgpack``.
+        prefer: the order in which weight files are tried (the Flax backend reads its msgpack first).
+    """
     if not os.path.isdir(directory):
         raise CheckpointError(f"{directory}: not a directory")
-    index = os.path.join(directory, SAFETENSORS_INDEX)
-    single = os.path.join(directory, SAFETENSORS)
-    if os.path.exists(single):
-        return read_safetensors(single)
-    if os.path.exists(index):
-        try:
-            with open(index, encoding="utf-8") as fh:
-                shards = sorted(set(json.load(fh)["weight_map"].values()))
-        except (OSError, KeyError, json.JSONDecodeError, AttributeError):
-            raise CheckpointError(
-                f"{index}: corrupt index (expected a JSON object with 'weight_map')"
-            ) from None
-        out: dict[str, np.ndarray] = {}
-        for shard in shards:
-            out.update(read_safetensors(os.path.join(directory, shard)))
-        return out
-    if os.path.exists(os.path.join(directory, TORCH_BIN)):
-        return _read_torch_bin(os.path.join(directory, TORCH_BIN))
-    if os.path.exists(os.path.join(directory, FLAX_MSGPACK)):
-        try:
-            from bigbird_flax.io import read_msgpack
-        except ImportError:
-            raise CheckpointError(
-                f"{directory}: reading {FLAX_MSGPACK} needs flax; install it (pip install 'bigbird[flax]')"
-            ) from None
-        return read_msgpack(os.path.join(directory, FLAX_MSGPACK))
+    for name in tuple(prefer) + WEIGHT_FILES:
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            return _read_index(directory) if name == SAFETENSORS_INDEX else _READERS[name](path)
     found = ", ".join(sorted(os.listdir(directory))) or "nothing"
     raise CheckpointError(
-        f"{directory}: no weights found (expected {SAFETENSORS}, {SAFETENSORS_INDEX}, {TORCH_BIN} or "
-        f"{FLAX_MSGPACK}; found {found})"
+        f"{directory}: no weights found (expected one of {', '.join(WEIGHT_FILES)}; found {found})"
     )
 
 
-def read_checkpoint(directory: str) -> tuple[BigBirdConfig, dict[str, np.ndarray]]:
+def read_checkpoint(
+    directory: str, prefer: tuple[str, ...] = WEIGHT_FILES
+) -> tuple[BigBirdConfig, dict[str, np.ndarray]]:
     """``(config, state_dict)`` of a transformers checkpoint directory."""
     directory = os.fspath(directory)
-    return BigBirdConfig.load(os.path.join(directory, "config.json")), read_state_dict(directory)
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"{directory}: not a checkpoint directory")
+    return BigBirdConfig.load(os.path.join(directory, "config.json")), read_state_dict(directory, prefer)
 
 
 @contextmanager
@@ -200,12 +229,71 @@ def atomic_dir(directory: str) -> Iterator[str]:
             shutil.rmtree(stage, ignore_errors=True)
 
 
-def write_checkpoint(directory: str, config: BigBirdConfig, state: dict[str, np.ndarray],
-                     architecture: str, bf16: frozenset[str] = frozenset()) -> None:  # fmt: skip
-    """Write ``config.json`` and ``model.safetensors`` atomically (tied copies are not stored)."""
+FORMATS = ("safetensors", "torch-bin", "flax")
+
+
+def write_checkpoint(directory: str, config: BigBirdConfig, state: dict[str, np.ndarray], architecture: str,
+                     fmt: str = "safetensors", max_shard_bytes: int | None = None) -> None:  # fmt: skip
+    """Write ``config.json`` and the weights atomically: a failure leaves nothing half-written.
+
+    Args:
+        fmt: "safetensors" (``model.safetensors``, or shards with an index when ``max_shard_bytes`` is
+            given and exceeded), "torch-bin" (``pytorch_model.bin``, needs torch) or "flax"
+            (``flax_model.msgpack``, needs flax).
+    """
+    if fmt not in FORMATS:
+        raise CheckpointError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     data = config.to_dict()
     data["architectures"] = [architecture]
     cfg = BigBirdConfig.from_dict(data)
     with atomic_dir(directory) as stage:
-        write_safetensors(os.path.join(stage, SAFETENSORS), state, bf16=bf16)
+        if fmt == "safetensors":
+            _write_sharded(stage, state, max_shard_bytes)
+        elif fmt == "torch-bin":
+            from bigbird_torch.convert import save_torch_bin
+
+            save_torch_bin(os.path.join(stage, TORCH_BIN), state)
+        else:
+            from bigbird_flax.io import write_msgpack
+
+            write_msgpack(os.path.join(stage, FLAX_MSGPACK), state)
         cfg.save(os.path.join(stage, "config.json"))
+    _remove_shadowing(directory, fmt)
+
+
+def _remove_shadowing(directory: str, fmt: str) -> None:
+    """Readers prefer safetensors, then .bin, then msgpack: drop older weight files that would shadow ours."""
+    order = [SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN, FLAX_MSGPACK]
+    ours = {
+        "safetensors": (SAFETENSORS, SAFETENSORS_INDEX),
+        "torch-bin": (TORCH_BIN,),
+        "flax": (FLAX_MSGPACK,),
+    }[fmt]
+    first = min(order.index(n) for n in ours if os.path.exists(os.path.join(directory, n)))
+    for name in order[:first]:
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _write_sharded(stage: str, state: dict[str, np.ndarray], max_shard_bytes: int | None) -> None:
+    total = sum(int(np.asarray(v).nbytes) for v in state.values())
+    if max_shard_bytes is None or total <= max_shard_bytes:
+        write_safetensors(os.path.join(stage, SAFETENSORS), state)
+        return
+    shards: list[dict[str, np.ndarray]] = [{}]
+    size = 0
+    for name in sorted(state):
+        nbytes = int(np.asarray(state[name]).nbytes)
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = state[name]
+        size += nbytes
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        write_safetensors(os.path.join(stage, fname), shard)
+        weight_map.update({k: fname for k in shard})
+    with open(os.path.join(stage, SAFETENSORS_INDEX), "w", encoding="utf-8") as fh:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, fh, indent=2, sort_keys=True)

@@ -77,6 +77,63 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from .check import default_inputs, flatten_output
+    from .checkpoint import read_checkpoint
+    from .convert import convert_checkpoint
+    from .heads import MODEL_CLASSES
+    from .tolerances import compare
+
+    head = convert_checkpoint(args.src, args.dst, args.to, dtype=args.dtype, head=args.head)
+    print(f"wrote {args.dst} ({args.to}, {head})")
+    if args.no_verify:
+        return 0
+    _, src_state = read_checkpoint(args.src)
+    _, dst_state = read_checkpoint(args.dst)
+    if args.dtype is None:
+        bad = [k for k, v in dst_state.items() if not np.array_equal(np.asarray(v), np.asarray(src_state[k]))]
+        if bad:
+            print(f"bigbird: error: weights changed in conversion: {', '.join(bad[:5])}", file=sys.stderr)
+            return 1
+        print(f"weights: {len(dst_state)} tensors bit-identical")
+    src, dst = (MODEL_CLASSES[head].from_pretrained(d, dtype="float32") for d in (args.src, args.dst))
+    inputs = default_inputs(
+        src.config,
+        head,
+        min(src.config.max_position_embeddings, src.config.min_block_sparse_length + 3),
+        1,
+        0,
+    )
+    a, b = flatten_output(src(**inputs)), flatten_output(dst(**inputs))
+    dtype = args.dtype if args.dtype in ("bfloat16", "float16") else "float32"
+    worst = max((compare(b[k], a[k], dtype) for k in a), key=lambda c: (not c.ok, c.rel))
+    print(f"outputs: {head} on a seeded input, {worst}")
+    return 0 if worst.ok else 1
+
+
+def _regress(args: argparse.Namespace) -> int:
+    from .regress import record, verify
+
+    say = (lambda s: None) if args.quiet else (lambda s: print(f"  .. {s}", file=sys.stderr, flush=True))
+    if args.action == "record":
+        manifest = record(args.model, args.golden, backend=args.backend, progress=say)
+        print(
+            f"recorded {len(manifest['entries'])} outputs of {', '.join(manifest['heads'])} into {args.golden}"
+        )
+        return 0
+    drifts, manifest = verify(args.model, args.golden, backend=args.backend, progress=say)
+    bad = [d for d in drifts if not d.ok]
+    for d in drifts if args.verbose else bad:
+        print(
+            f"{'ok  ' if d.ok else 'DRIFT'} {d.entry:70} max abs {d.max_abs:.2e} rel {d.rel:.2e} (tol {d.tol:.0e})"
+        )
+    recorded = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
+    print(
+        f"{len(drifts) - len(bad)}/{len(drifts)} outputs within tolerance on {args.backend} (recorded with {recorded})"
+    )
+    return 1 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigbird", description="BigBird across NumPy, PyTorch and Flax.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON for machines")
     check.add_argument("--quiet", action="store_true", help="no progress lines")
     check.set_defaults(func=_check)
+    conv = sub.add_parser("convert", help="write a checkpoint directory in another format")
+    conv.add_argument("src", metavar="SRC")
+    conv.add_argument("dst", metavar="DST")
+    conv.add_argument("--to", required=True, choices=["safetensors", "torch-bin", "flax"])
+    conv.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "float64"], help="cast weights")
+    conv.add_argument("--head", choices=list(HEADS), help="keep only this head's weights")
+    conv.add_argument("--no-verify", action="store_true", help="skip running both sides on a seeded input")
+    conv.set_defaults(func=_convert)
+    reg = sub.add_parser("regress", help="record or verify golden outputs of a checkpoint")
+    reg.add_argument("action", choices=["record", "verify"])
+    reg.add_argument("model", metavar="DIR")
+    reg.add_argument("golden", metavar="GOLDEN", help="golden file path (GOLDEN.npz + GOLDEN.json)")
+    reg.add_argument("--backend", default="numpy", choices=list(BACKENDS))
+    reg.add_argument("--verbose", action="store_true", help="list every output, not only drifting ones")
+    reg.add_argument("--quiet", action="store_true")
+    reg.set_defaults(func=_regress)
     info = sub.add_parser("info", help="describe a checkpoint directory")
     info.add_argument("model", metavar="DIR")
     info.set_defaults(func=_info)
@@ -113,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         print(f"bigbird: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"bigbird: error: a backend is not installed ({exc.name}): {exc}", file=sys.stderr)
         return 2
 
 

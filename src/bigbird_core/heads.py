@@ -353,7 +353,7 @@ MODEL_CLASSES = {cls.head: cls for cls in (
     BigBirdForMultipleChoice, BigBirdForTokenClassification, BigBirdForQuestionAnswering)}  # fmt: skip
 
 
-def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False):
+def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False, **config_overrides):
     """Load ``head`` from ``directory`` and return a function of NumPy inputs (same name in every backend)."""
-    model = MODEL_CLASSES[head].from_pretrained(directory, dtype=dtype).train(train)
+    model = MODEL_CLASSES[head].from_pretrained(directory, dtype=dtype, **config_overrides).train(train)
     return lambda **inputs: model(**inputs)

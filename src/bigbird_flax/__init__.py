@@ -44,13 +44,13 @@ def asarray(x: Any) -> jnp.ndarray:
     return jnp.asarray(np.asarray(x))
 
 
-def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False):
+def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False, **config_overrides):
     """Load ``head`` from ``directory`` and return a function of NumPy inputs (same name in every backend)."""
     if dtype == "float64":
         import jax
 
         jax.config.update("jax_enable_x64", True)
-    model = MODEL_CLASSES[head].from_pretrained(directory, dtype=_DTYPES[dtype])
+    model = MODEL_CLASSES[head].from_pretrained(directory, dtype=_DTYPES[dtype], **config_overrides)
     if dtype == "float64":
         model.params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), model.params)
     return lambda **inputs: model(**{k: asarray(v) for k, v in inputs.items()}, train=train)

@@ -12,7 +12,7 @@ from flax import serialization
 
 
 def read_msgpack(path: str) -> dict[str, np.ndarray]:
-    """Canonical ``{name: array}`` of a ``flax_model.msgpack`` file (bf16 upcast exactly to float32)."""
+    """Canonical ``{name: array}`` of a ``flax_model.msgpack`` file (dtypes kept)."""
     try:
         with open(path, "rb") as fh:
             tree = serialization.msgpack_restore(fh.read())
@@ -22,10 +22,7 @@ def read_msgpack(path: str) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: corrupt or truncated msgpack ({type(exc).__name__})") from None
     if not isinstance(tree, dict):
         raise CheckpointError(f"{path}: expected a parameter tree, got {type(tree).__name__}")
-    out = {}
-    for k, v in from_flax_tree(tree).items():
-        out[k] = v.astype(np.float32) if str(v.dtype) == "bfloat16" else v
-    return out
+    return from_flax_tree(tree)
 
 
 def write_msgpack(path: str, state: dict[str, np.ndarray]) -> None:

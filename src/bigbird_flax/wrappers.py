@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigbird_core import outputs as O
-from bigbird_core.checkpoint import FLAX_MSGPACK, atomic_dir, read_checkpoint
+from bigbird_core.checkpoint import FLAX_MSGPACK, read_checkpoint, write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
 from bigbird_core.inputs import check_inputs, default_question_lengths, pad_values, plan_call, question_masks
@@ -27,7 +27,6 @@ from bigbird_core.weights import (
 
 from .attention import draw_plan, key_blocks_of
 from .heads import FlaxBigBirdHeadModule
-from .io import write_msgpack
 from .losses import head_loss
 from .model import FlaxBigBirdModule
 
@@ -102,7 +101,7 @@ class FlaxBigBirdPreTrainedModel:
     def from_pretrained(cls, directory: str | os.PathLike[str], *, dtype: jnp.dtype = jnp.float32, seed: int = 0,
                         add_pooling_layer: bool | None = None, **config_overrides: Any):  # fmt: skip
         """Load a checkpoint directory (``flax_model.msgpack``, safetensors or ``pytorch_model.bin``)."""
-        config, state = read_checkpoint(os.fspath(directory))
+        config, state = read_checkpoint(os.fspath(directory), prefer=(FLAX_MSGPACK,))
         if config_overrides:
             config = config.replace(**config_overrides)
         model = cls(config, dtype=dtype, _do_init=False, add_pooling_layer=add_pooling_layer)
@@ -117,19 +116,10 @@ class FlaxBigBirdPreTrainedModel:
 
     def save_pretrained(self, directory: str | os.PathLike[str], params: dict | None = None,
                         safe_serialization: bool = False) -> None:  # fmt: skip
-        """Write ``config.json`` and ``flax_model.msgpack`` (or ``model.safetensors``) atomically."""
-        from bigbird_core.checkpoint import write_checkpoint
-
+        """Write ``config.json`` and ``flax_model.msgpack`` (or ``model.safetensors``) atomically; dtypes kept."""
         state = from_flax_tree(params if params is not None else self.params)
-        if safe_serialization:
-            state = {k: v.astype(np.float32) if str(v.dtype) == "bfloat16" else v for k, v in state.items()}
-            write_checkpoint(os.fspath(directory), self.config, state, "Flax" + self.head)
-            return
-        data = self.config.to_dict()
-        data["architectures"] = ["Flax" + self.head]
-        with atomic_dir(os.fspath(directory)) as stage:
-            write_msgpack(os.path.join(stage, FLAX_MSGPACK), state)
-            BigBirdConfig.from_dict(data).save(os.path.join(stage, "config.json"))
+        fmt = "safetensors" if safe_serialization else "flax"
+        write_checkpoint(os.fspath(directory), self.config, state, "Flax" + self.head, fmt)
 
     # ---------------------------------------------------------------------------------- forward
     def _forward(self, params, input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,

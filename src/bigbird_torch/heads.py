@@ -24,6 +24,7 @@ from bigbird_core.inputs import QA_LOGITS_PENALTY, default_question_lengths, que
 from bigbird_core.weights import LoadReport, init_params, match_state_dict
 from torch import nn
 
+from .convert import state_dict_to_numpy
 from .model import ACTIVATIONS, ArrayAdapter, BigBirdBody
 
 
@@ -79,16 +80,15 @@ class BigBirdPreTrainedModel(nn.Module):
             model.to(torch_dtype)
         return model.eval()
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write ``config.json`` and ``model.safetensors`` atomically (bf16 stays bf16)."""
-        state, bf16 = {}, set()
-        for k, v in self.state_dict().items():
-            t = v.detach().cpu()
-            if t.dtype == torch.bfloat16:
-                state[k], _ = t.view(torch.int16).numpy().view(np.uint16), bf16.add(k)
-            else:
-                state[k] = t.numpy()
-        write_checkpoint(os.fspath(directory), self.config, state, self.head, bf16=frozenset(bf16))
+    def save_pretrained(self, directory: str | os.PathLike[str], safe_serialization: bool = True,
+                        max_shard_size: int | None = None) -> None:  # fmt: skip
+        """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) atomically; dtypes kept.
+
+        ``max_shard_size`` (bytes) splits safetensors into shards with ``model.safetensors.index.json``.
+        """
+        fmt = "safetensors" if safe_serialization else "torch-bin"
+        write_checkpoint(os.fspath(directory), self.config, state_dict_to_numpy(self.state_dict()), self.head, fmt,
+                         max_shard_size)  # fmt: skip
 
     def gradient_checkpointing_enable(self) -> None:
         """Recompute each encoder layer in the backward pass (train mode) to save memory."""
@@ -488,9 +488,10 @@ _DTYPES = {
 }
 
 
-def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False):
+def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False, **config_overrides):
     """Load ``head`` from ``directory`` and return a function of NumPy inputs (same name in every backend)."""
-    model = MODEL_CLASSES[head].from_pretrained(directory, torch_dtype=_DTYPES[dtype]).train(train)
+    model = MODEL_CLASSES[head].from_pretrained(directory, torch_dtype=_DTYPES[dtype], **config_overrides)
+    model.train(train)
 
     def run(**inputs):
         with torch.no_grad():

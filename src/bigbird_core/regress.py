@@ -1,0 +1,131 @@
+"""``bigbird regress``: golden outputs of a checkpoint, recorded once and verified after upgrades.
+
+A golden file is ``GOLDEN.npz`` (one array per head / attention type / output field) plus
+``GOLDEN.json``: versions, the config hash, the input seed and lengths, and the list of entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .backends import load_backend
+from .check import default_inputs, flatten_output, supported_heads
+from .checkpoint import read_checkpoint
+from .config import BigBirdConfig
+from .errors import CheckpointError
+from .tolerances import compare
+
+INPUT_SEED = 20201207  # fixed: the golden inputs never change
+
+
+def config_hash(config: BigBirdConfig) -> str:
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    out = {"bigbird": __version__, "numpy": np.__version__, "python": platform.python_version()}
+    for name in ("torch", "jax", "flax"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return out
+
+
+def _paths(golden: str) -> tuple[str, str]:
+    base = golden[:-4] if golden.endswith(".npz") else golden
+    return base + ".npz", base + ".json"
+
+
+def _cases(config: BigBirdConfig) -> list[tuple[str, int]]:
+    """(attention type, length): block-sparse at a length that needs padding, full attention on short input."""
+    sparse = min(config.min_block_sparse_length + config.block_size // 2, config.max_position_embeddings)
+    cases = [("original_full", min(3 * config.block_size + 5, config.max_position_embeddings))]
+    if sparse > (5 + 2 * config.num_random_blocks) * config.block_size:
+        cases.insert(0, ("block_sparse", sparse))
+    return cases
+
+
+def _run(directory: str, backend: str, heads: list[str], progress) -> tuple[dict[str, np.ndarray], dict]:
+    config, _ = read_checkpoint(directory)
+    module = load_backend(backend)
+    results: dict[str, np.ndarray] = {}
+    lengths = {}
+    for attention, length in _cases(config):
+        lengths[attention] = length
+        for head in heads:
+            progress(f"{head} ({attention}, {length} tokens) on {backend}")
+            inputs = default_inputs(config, head, length, 2, INPUT_SEED)
+            out = module.runner(head, directory, attention_type=attention)(
+                output_hidden_states=True, **inputs
+            )
+            for field, value in flatten_output(out).items():
+                results[f"{head}/{attention}/{field}"] = value
+    return results, lengths
+
+
+def record(directory: str, golden: str, *, backend: str = "numpy", heads: list[str] | None = None,
+           progress=lambda s: None) -> dict:  # fmt: skip
+    """Run every supported head (both attention types) and write ``golden``.npz/.json atomically."""
+    config, _ = read_checkpoint(directory)
+    heads = heads or supported_heads(directory)
+    results, lengths = _run(directory, backend, heads, progress)
+    manifest = {"versions": _versions(), "config_hash": config_hash(config), "input_seed": INPUT_SEED,
+                "lengths": lengths, "backend": backend, "heads": heads, "entries": sorted(results)}  # fmt: skip
+    npz, js = _paths(golden)
+    os.makedirs(os.path.dirname(os.path.abspath(npz)), exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k.replace("/", "|"): v.astype(np.float32) for k, v in results.items()})
+    for path, data in ((npz, buf.getvalue()), (js, json.dumps(manifest, indent=2).encode())):
+        fd, tmp = tempfile.mkstemp(prefix=".bigbird-tmp-", dir=os.path.dirname(os.path.abspath(path)))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    return manifest
+
+
+@dataclass(frozen=True)
+class Drift:
+    entry: str
+    max_abs: float
+    rel: float
+    tol: float
+    ok: bool
+
+
+def verify(
+    directory: str, golden: str, *, backend: str = "numpy", progress=lambda s: None
+) -> tuple[list[Drift], dict]:
+    """Rerun the golden inputs on ``backend`` and compare every recorded output at float32 tolerance."""
+    npz, js = _paths(golden)
+    try:
+        with open(js, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        with np.load(npz) as data:
+            expected = {k.replace("|", "/"): data[k] for k in data.files}
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{exc.filename}: golden file not found") from None
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{npz}: corrupt golden file ({type(exc).__name__})") from None
+    config, _ = read_checkpoint(directory)
+    if config_hash(config) != manifest.get("config_hash"):
+        raise CheckpointError(f"{directory}: config differs from the one the golden file was recorded with "
+                              f"(hash {config_hash(config)} vs {manifest.get('config_hash')})")  # fmt: skip
+    actual, _ = _run(directory, backend, manifest["heads"], progress)
+    drifts = []
+    for entry in manifest["entries"]:
+        if entry not in actual:
+            drifts.append(Drift(entry, float("inf"), float("inf"), 0.0, False))
+            continue
+        c = compare(actual[entry], expected[entry], "float32")
+        drifts.append(Drift(entry, c.max_abs, c.rel, c.tol, c.ok))
+    return drifts, manifest
