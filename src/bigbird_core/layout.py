@@ -125,3 +125,44 @@ def dense_mask(layout: BlockLayout, layer: int) -> np.ndarray:
     """The token-level attention pattern: bool ``(heads, L, L)`` with ``L = n * block_size``."""
     b = layout.block_size
     return np.repeat(np.repeat(block_mask(layout, layer), b, axis=1), b, axis=2)
+
+
+@dataclass(frozen=True)
+class CompactSlots:
+    """The slots of every middle row with repeated key blocks merged, for the fast attention paths.
+
+    A key block that appears ``m`` times in a row's softmax (block 0 in all-zero eval plans appears
+    ``r + 1`` times) becomes one slot whose scores get ``log(m)`` added: the same softmax, fewer FLOPs.
+    Rows with fewer distinct blocks are padded with slots whose bias is ``-inf``.
+
+    Merging ignores the query-side padding rule, so it is exact for every row whose query is not
+    padding; padded query rows are zeroed anyway. Dense probabilities (``output_attentions``) use the
+    full :class:`BlockLayout`.
+
+    Attributes:
+        key_blocks: int32 ``(layers, heads, n - 2, S')``.
+        slot_bias: float64 ``(layers, heads, n - 2, S')``: ``log(multiplicity)`` or ``-inf``.
+    """
+
+    key_blocks: np.ndarray
+    slot_bias: np.ndarray
+
+
+def compact_slots(layout: BlockLayout) -> CompactSlots:
+    """Merge repeated key blocks of every row of ``layout`` (see :class:`CompactSlots`)."""
+    kb = np.where(layout.slot_valid, layout.key_blocks, -1)  # (layers, heads, n-2, S); -1: switched off
+    n = layout.num_blocks
+    counts = np.zeros(kb.shape[:3] + (n,), dtype=np.int64)  # multiplicity of each key block per row
+    idx = np.indices(kb.shape[:3])
+    for s in range(kb.shape[-1]):
+        valid = kb[..., s] >= 0
+        np.add.at(counts, (idx[0][valid], idx[1][valid], idx[2][valid], kb[..., s][valid]), 1)
+    width = int((counts > 0).sum(-1).max())
+    order = np.argsort(counts == 0, axis=-1, kind="stable")[..., :width]  # present blocks first, ascending
+    mult = np.take_along_axis(counts, order, axis=-1)
+    with np.errstate(divide="ignore"):
+        bias = np.where(mult > 0, np.log(np.maximum(mult, 1)), -np.inf)
+    blocks = np.where(mult > 0, order, 0).astype(np.int32)
+    blocks.setflags(write=False)
+    bias.setflags(write=False)
+    return CompactSlots(blocks, bias)

@@ -70,19 +70,73 @@ def _dense_winner(key_blocks: jnp.ndarray, slot_valid: np.ndarray, num_blocks: i
     return winner
 
 
-def block_sparse_attention(q, k, v, mask, key_blocks, block_size: int, output_attentions: bool = False):
+def drawn_slot_bias(key_blocks: jnp.ndarray) -> jnp.ndarray:
+    """Slot bias of a drawn plan's full layout (its random blocks are distinct): 0, or -inf where a slot is off."""
+    rows, slots = key_blocks.shape[-2:]
+    _, slot_valid, _ = static_slots(rows + 2, slots - NUM_STATIC_SLOTS)
+    return jnp.broadcast_to(jnp.where(slot_valid, 0.0, -jnp.inf), key_blocks.shape)
+
+
+def fast_block_sparse_attention(q, k, v, mask, key_blocks, slot_bias, block_size: int):
+    """Block-sparse attention without dense probabilities, over merged slots (``bigbird_core.layout.
+    compact_slots``): additive biases instead of mask multiplies; XLA fuses bias and softmax.
+
+    Args:
+        key_blocks: ``(heads, n-2, S')`` merged key blocks; slot_bias: ``(heads, n-2, S')`` log-multiplicity
+            or -inf.
+
+    Returns:
+        context ``(batch, heads, L, d)``, padded query rows zeroed.
+    """
+    batch, heads, length, d = q.shape
+    b = block_size
+    n = length // b
+    sdt = _softmax_dtype(q.dtype)
+    key_bias = (1.0 - mask.astype(sdt)) * BLOCK_SPARSE_PENALTY  # (B, L)
+    qs = q * jnp.asarray(1.0 / math.sqrt(d), q.dtype)
+    g_q = jnp.concatenate([qs[:, :, :b], qs[:, :, -b:]], axis=2)  # (B, H, 2b, d)
+    g_scores = jnp.einsum("bhqd,bhkd->bhqk", g_q, k).astype(sdt) + key_bias[:, None, None, :]
+    g_ctx = jnp.einsum(
+        "bhqk,bhkd->bhqd", jax.nn.softmax(g_scores, axis=-1).astype(v.dtype), v
+    )  # (B, H, 2b, d)
+
+    rows, slots = n - 2, key_blocks.shape[-1]
+    h_idx = jnp.arange(heads)[:, None, None]
+    k_g = k.reshape(batch, heads, n, b, d)[:, h_idx, key_blocks]  # (B, H, n-2, S', b, d)
+    v_g = v.reshape(batch, heads, n, b, d)[:, h_idx, key_blocks]  # (B, H, n-2, S', b, d)
+    bias = (
+        key_bias.reshape(batch, n, b)[:, key_blocks] + slot_bias.astype(sdt)[None, :, :, :, None]
+    )  # (B, H, n-2, S', b)
+    m_q = qs[:, :, b:-b].reshape(batch, heads, rows, b, d)
+    scores = (
+        jnp.einsum("bhjqd,bhjskd->bhjqsk", m_q, k_g).astype(sdt) + bias[:, :, :, None]
+    )  # (B, H, n-2, b, S', b)
+    probs = jax.nn.softmax(scores.reshape(batch, heads, rows, b, slots * b), axis=-1).astype(v.dtype)
+    m_ctx = jnp.einsum("bhjqk,bhjkd->bhjqd", probs, v_g.reshape(batch, heads, rows, slots * b, d))
+    ctx = jnp.concatenate(
+        [g_ctx[:, :, :b], m_ctx.reshape(batch, heads, rows * b, d), g_ctx[:, :, b:]], axis=2
+    )
+    return ctx * mask[:, None, :, None].astype(ctx.dtype)
+
+
+def block_sparse_attention(q, k, v, mask, key_blocks, block_size: int, output_attentions: bool = False,
+                           slot_bias=None):  # fmt: skip
     """BigBird ITC attention for one layer.
 
     Args:
         q, k, v: ``(batch, heads, L, d)``.
         mask: ``(batch, L)`` attention mask of the padded sequence.
-        key_blocks: ``(heads, n-2, S)`` key block of every slot (see ``bigbird_core.layout``).
+        key_blocks: ``(heads, n-2, S)`` key block of every slot (see ``bigbird_core.layout``), or the
+            merged slots when ``slot_bias`` is given.
         block_size: tokens per block.
+        slot_bias: with merged slots and no ``output_attentions``, the fast path runs.
 
     Returns:
         context ``(batch, heads, L, d)`` (padded query rows zeroed) and, when asked, the dense
         probabilities ``(batch, heads, L, L)``.
     """
+    if slot_bias is not None and not output_attentions:
+        return fast_block_sparse_attention(q, k, v, mask, key_blocks, slot_bias, block_size), None
     batch, heads, length, d = q.shape
     b = block_size
     n = length // b

@@ -90,8 +90,9 @@ class FlaxBigBirdSelfAttention(nn.Module):
         k = split(dense(c, c.hidden_size, "key", self.dtype, c.use_bias)(x))
         v = split(dense(c, c.hidden_size, "value", self.dtype, c.use_bias)(x))
         if key_blocks is not None:
+            blocks, bias = key_blocks
             out, probs = block_sparse_attention(
-                q, k, v, ctx["mask"], key_blocks, c.block_size, output_attentions
+                q, k, v, ctx["mask"], blocks, c.block_size, output_attentions, bias
             )
         else:
             drop = nn.Dropout(c.attention_probs_dropout_prob)
@@ -166,7 +167,11 @@ class FlaxBigBirdLayerCollection(nn.Module):
         for i in range(self.config.num_hidden_layers):
             if output_hidden_states:
                 hidden.append(x)
-            kb = None if key_blocks is None else key_blocks[i]
+            kb = (
+                None
+                if key_blocks is None
+                else (key_blocks[0][i], None if key_blocks[1] is None else key_blocks[1][i])
+            )
             hm = None if head_masks is None else head_masks[i][None, :, None, None]
             x, probs = layer_cls(self.config, self.dtype, name=str(i))(
                 x, ctx, kb, hm, deterministic, output_attentions
@@ -193,7 +198,9 @@ class FlaxBigBirdEncoder(nn.Module):
 class FlaxBigBirdModule(nn.Module):
     """Embeddings + encoder + optional pooler, on inputs already padded by the wrapper.
 
-    ``key_blocks`` ``(layers, heads, n-2, S)`` selects block-sparse attention; None selects full attention.
+    ``key_blocks`` selects block-sparse attention (None: full attention): a pair ``(blocks, slot_bias)`` of
+    ``(layers, heads, n-2, S)`` arrays, the merged slots with their bias (fast path) or the full layout
+    with ``slot_bias=None`` (exact dense probabilities).
     ``embeds_pad`` > 0 pads given embeddings with the embedding output of pad tokens (transformers' rule).
     """
 

@@ -14,6 +14,7 @@ from bigbird_core.checkpoint import FLAX_MSGPACK, read_checkpoint, write_checkpo
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
 from bigbird_core.inputs import check_inputs, default_question_lengths, pad_values, plan_call, question_masks
+from bigbird_core.layout import block_layout, compact_slots
 from bigbird_core.plans import check_plan, make_plan
 from bigbird_core.weights import (
     HEADS,
@@ -25,7 +26,7 @@ from bigbird_core.weights import (
     to_flax_tree,
 )
 
-from .attention import draw_plan, key_blocks_of
+from .attention import draw_plan, drawn_slot_bias, key_blocks_of
 from .heads import FlaxBigBirdHeadModule
 from .losses import head_loss
 from .model import FlaxBigBirdModule
@@ -123,13 +124,21 @@ class FlaxBigBirdPreTrainedModel:
 
     # ---------------------------------------------------------------------------------- forward
     def _forward(self, params, input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                 plan, logits_mask, dropout_rng, indices_rng, *, train: bool, output_attentions: bool,
+                 plan, compact, logits_mask, dropout_rng, indices_rng, *, train: bool, output_attentions: bool,
                  output_hidden_states: bool, embeds_pad: int, draw: bool):  # fmt: skip
         c = self.config
         if draw:  # a fresh plan per step, drawn inside jit
             n = attention_mask.shape[1] // c.block_size
             plan = draw_plan(indices_rng, c.num_hidden_layers, c.num_attention_heads, n, c.num_random_blocks)
-        key_blocks = None if plan is None else key_blocks_of(plan)
+        if plan is None:
+            key_blocks = None
+        elif output_attentions:  # the full layout, for exact dense probabilities
+            key_blocks = (key_blocks_of(plan), None)
+        elif compact is not None:  # the core's merged slots of a static plan
+            key_blocks = compact
+        else:  # a drawn plan has distinct random blocks: its full layout is already merged
+            blocks = key_blocks_of(plan)
+            key_blocks = (blocks, drawn_slot_bias(blocks))
         rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
         kwargs = dict(deterministic=not train, output_attentions=output_attentions,
                       output_hidden_states=output_hidden_states, embeds_pad=embeds_pad)  # fmt: skip
@@ -189,19 +198,21 @@ class FlaxBigBirdPreTrainedModel:
                 logits_mask = jnp.pad(logits_mask, pad)
         if position_ids is None:
             position_ids = jnp.broadcast_to(jnp.arange(call.padded_len), (batch, call.padded_len))
-        draw = False
+        draw, compact = False, None
         if call.block_sparse:
-            if plan is not None:
-                plan = jnp.asarray(check_plan(c, call.num_blocks, np.asarray(plan)))
-            elif train and indices_rng is not None:
+            if plan is None and train and indices_rng is not None:
                 draw = True
             else:
-                plan = jnp.asarray(make_plan(c, call.num_blocks, training=train))
+                made = make_plan(c, call.num_blocks, training=train) if plan is None else None
+                plan = made if made is not None else check_plan(c, call.num_blocks, np.asarray(plan))
+                merged = compact_slots(block_layout(plan, c.block_size))
+                compact = (jnp.asarray(merged.key_blocks), jnp.asarray(merged.slot_bias, jnp.float32))
+                plan = jnp.asarray(plan)
         hm = None if head_mask is None or call.block_sparse else self._head_mask(head_mask)
         embeds_pad = call.pad_len if inputs_embeds is not None else 0
         out, used_plan = self._apply(
             params if params is not None else self.params, input_ids, mask, types, jnp.asarray(position_ids, jnp.int32),
-            hm, inputs_embeds, plan, logits_mask, dropout_rng if train else None, indices_rng,
+            hm, inputs_embeds, plan, compact, logits_mask, dropout_rng if train else None, indices_rng,
             train=bool(train), output_attentions=bool(c.output_attentions if output_attentions is None else output_attentions),
             output_hidden_states=bool(c.output_hidden_states if output_hidden_states is None else output_hidden_states),
             embeds_pad=embeds_pad, draw=draw,

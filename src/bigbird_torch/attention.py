@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import torch
-from bigbird_core.layout import BLOCK_SPARSE_PENALTY, BlockLayout, dense_winner
+from bigbird_core.layout import BLOCK_SPARSE_PENALTY, BlockLayout, compact_slots, dense_winner
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,17 @@ class LayoutTensors:
         return torch.as_tensor(
             dense_winner(self.layout, layer).astype(np.int64), device=self.key_blocks.device
         )
+
+    @property
+    def compact(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The core's merged slots: key blocks ``(layers, heads, n-2, S')`` and slot bias (float32)."""
+        if "_compact" not in self.__dict__:
+            c = compact_slots(self.layout)
+            device = self.key_blocks.device
+            blocks = torch.as_tensor(np.asarray(c.key_blocks, np.int64), device=device)
+            bias = torch.as_tensor(np.asarray(c.slot_bias, np.float32), device=device)
+            object.__setattr__(self, "_compact", (blocks, bias))
+        return self.__dict__["_compact"]
 
 
 def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -71,10 +82,62 @@ def block_sparse_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """BigBird ITC attention: global rows over all keys, middle rows over their slots in one softmax.
 
+    Without ``output_attentions`` this runs the fast path (merged slots, additive biases, fused
+    ``baddbmm``); with it, the full layout so that the dense probabilities are exact.
+
     Returns:
         context ``(batch, heads, L, d)`` (padded query rows zeroed) and, when asked, the dense
         probabilities ``(batch, heads, L, L)``.
     """
+    if not output_attentions:
+        return fast_block_sparse_attention(q, k, v, mask, layout, layer), None
+    return _block_sparse_with_probs(q, k, v, mask, layout, layer)
+
+
+def fast_block_sparse_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, layout: LayoutTensors, layer: int
+) -> torch.Tensor:
+    """Block-sparse attention without dense probabilities: no masking multiplies over gathered blocks,
+    no concatenated key copies per query group, no dense tensors; memory linear in the length.
+
+    Returns:
+        context ``(batch, heads, L, d)``, padded query rows zeroed.
+    """
+    batch, heads, length, d = q.shape
+    n, b = layout.layout.num_blocks, layout.layout.block_size
+    sdt = _softmax_dtype(q.dtype)
+    key_bias = (1.0 - mask.to(sdt)) * BLOCK_SPARSE_PENALTY  # (B, L)
+    qs = q * (1.0 / math.sqrt(d))
+
+    # global query blocks 0 and n-1 against every key
+    g_q = torch.cat([qs[:, :, :b], qs[:, :, -b:]], dim=2)  # (B, H, 2b, d)
+    g_scores = torch.matmul(g_q, k.transpose(-1, -2)).to(sdt) + key_bias[:, None, None, :]  # (B, H, 2b, L)
+    g_ctx = torch.matmul(torch.softmax(g_scores, dim=-1).to(v.dtype), v)  # (B, H, 2b, d)
+
+    # middle query blocks against their merged slots
+    blocks, slot_bias = layout.compact
+    idx = blocks[layer]  # (H, n-2, S')
+    rows, slots = n - 2, idx.shape[-1]
+    h_idx = torch.arange(heads, device=q.device)[:, None, None]
+    k_g = k.view(batch, heads, n, b, d)[:, h_idx, idx].view(-1, slots * b, d)  # (B*H*(n-2), S'b, d)
+    v_g = v.view(batch, heads, n, b, d)[:, h_idx, idx].view(-1, slots * b, d)  # (B*H*(n-2), S'b, d)
+    bias = key_bias.view(batch, n, b)[:, idx] + slot_bias[layer][None, :, :, :, None]  # (B, H, n-2, S', b)
+    bias = bias.view(-1, 1, slots * b)  # (B*H*(n-2), 1, S'b)
+    m_q = qs[:, :, b:-b].reshape(-1, b, d)  # (B*H*(n-2), b, d)
+    if sdt == q.dtype:
+        m_scores = torch.baddbmm(bias, m_q, k_g.transpose(1, 2))  # (B*H*(n-2), b, S'b)
+    else:
+        m_scores = torch.bmm(m_q, k_g.transpose(1, 2)).to(sdt) + bias
+    m_ctx = torch.bmm(torch.softmax(m_scores, dim=-1).to(v.dtype), v_g)  # (B*H*(n-2), b, d)
+
+    ctx = torch.cat([g_ctx[:, :, :b], m_ctx.view(batch, heads, rows * b, d), g_ctx[:, :, b:]], dim=2)
+    return ctx * mask[:, None, :, None].to(ctx.dtype)  # (B, H, L, d)
+
+
+def _block_sparse_with_probs(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, layout: LayoutTensors, layer: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full-layout path: the exact dense probabilities for ``output_attentions``."""
     batch, heads, length, d = q.shape
     n, b = layout.layout.num_blocks, layout.layout.block_size
     sdt = _softmax_dtype(q.dtype)
@@ -113,8 +176,6 @@ def block_sparse_attention(
     ctx = torch.cat([g_ctx[:, :, :1], m_ctx, g_ctx[:, :, 1:]], dim=2).reshape(batch, heads, length, d)
     ctx = ctx * mask[:, None, :, None].to(ctx.dtype)  # zero the rows of padded queries
 
-    if not output_attentions:
-        return ctx, None
     winner = layout.winner(layer)  # (H, n-2, n)
     index = winner.clamp(min=0)[None, :, :, None, :, None].expand(batch, heads, rows, b, n, b)
     picked = (

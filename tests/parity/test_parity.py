@@ -36,12 +36,29 @@ def checkpoints(tmp_path_factory):
 @pytest.mark.parametrize("head", bb.HEADS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_backend_matches_oracle_and_reference(case, head, backend, mode, checkpoints):
+    """Every output field, the loss and every hidden state (the backends' fast attention paths)."""
     oracle, path = checkpoints(case, head)
     train = mode == "train"
     inputs = {**make_inputs(case, head), **make_labels(case, head)}
-    actual = load_backend(backend).runner(head, path, train=train)(**inputs, **FLAGS)
-    results = compare_outputs(actual, oracle_forward(oracle, train, **inputs, **FLAGS))
+    actual = load_backend(backend).runner(head, path, train=train)(**inputs, output_hidden_states=True)
+    results = compare_outputs(actual, oracle_forward(oracle, train, **inputs, output_hidden_states=True))
     assert "loss" in results or head == "BigBirdModel"
-    assert any(k.startswith("attentions[") for k in results)
+    assert any(k.startswith("hidden_states[") for k in results)
     if backend != "numpy":
-        compare_outputs(actual, bb.runner(head, path, train=train)(**inputs, **FLAGS))
+        compare_outputs(actual, bb.runner(head, path, train=train)(**inputs, output_hidden_states=True))
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_attention_probabilities_match_oracle(case, backend, mode, checkpoints):
+    """Dense probabilities of every layer (both attention types); asking for them changes no output."""
+    head = "BigBirdModel"
+    oracle, path = checkpoints(case, head)
+    train = mode == "train"
+    inputs = make_inputs(case, head)
+    run = load_backend(backend).runner(head, path, train=train)
+    actual = run(**inputs, **FLAGS)
+    results = compare_outputs(actual, oracle_forward(oracle, train, **inputs, **FLAGS))
+    assert sum(k.startswith("attentions[") for k in results) == case.config.num_hidden_layers
+    compare_outputs(run(**inputs), actual, fields=["last_hidden_state", "pooler_output"])
