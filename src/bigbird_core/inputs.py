@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .config import BigBirdConfig
 from .errors import InputError, fail
 
@@ -86,15 +88,26 @@ def dtype_kind(x: Any) -> str:
     return "?"
 
 
+def _min_max(x: Any) -> tuple[int, int] | None:
+    """Smallest and largest value of a concrete array; None for a traced one (jit), which is not checked."""
+    if hasattr(x, "detach"):  # torch, on any device
+        return int(x.min()), int(x.max())
+    try:
+        arr = np.asarray(x)
+    except Exception:  # a JAX tracer refuses conversion
+        return None
+    return int(arr.min()), int(arr.max())
+
+
 def _check_ids(name: str, x: Any, shape: tuple[int, ...], high: int, concrete: bool) -> None:
     if dtype_kind(x) != "i":
         raise fail(InputError, name, "an integer array", x)
     if tuple(x.shape) != shape:
         raise fail(InputError, name, f"shape {shape}", x)
     if concrete and all(int(s) > 0 for s in x.shape):
-        lo, hi = int(x.min()), int(x.max())
-        if lo < 0 or hi >= high:
-            raise fail(InputError, name, f"values in [0, {high})", f"values in [{lo}, {hi}]")
+        bounds = _min_max(x)
+        if bounds is not None and (bounds[0] < 0 or bounds[1] >= high):
+            raise fail(InputError, name, f"values in [0, {high})", f"values in [{bounds[0]}, {bounds[1]}]")
 
 
 def check_inputs(

@@ -77,6 +77,9 @@ def drawn_slot_bias(key_blocks: jnp.ndarray) -> jnp.ndarray:
     return jnp.broadcast_to(jnp.where(slot_valid, 0.0, -jnp.inf), key_blocks.shape)
 
 
+_CHUNK_BYTES = 1 << 21  # scores per chunk of middle rows
+
+
 def fast_block_sparse_attention(q, k, v, mask, key_blocks, slot_bias, block_size: int):
     """Block-sparse attention without dense probabilities, over merged slots (``bigbird_core.layout.
     compact_slots``): additive biases instead of mask multiplies; XLA fuses bias and softmax.
@@ -101,18 +104,31 @@ def fast_block_sparse_attention(q, k, v, mask, key_blocks, slot_bias, block_size
     )  # (B, H, 2b, d)
 
     rows, slots = n - 2, key_blocks.shape[-1]
-    h_idx = jnp.arange(heads)[:, None, None]
-    k_g = k.reshape(batch, heads, n, b, d)[:, h_idx, key_blocks]  # (B, H, n-2, S', b, d)
-    v_g = v.reshape(batch, heads, n, b, d)[:, h_idx, key_blocks]  # (B, H, n-2, S', b, d)
+    items = batch * heads * rows
+    flat = (jnp.arange(batch * heads).reshape(batch, heads, 1, 1) * n + key_blocks[None]).reshape(
+        items, slots
+    )
     bias = (
         key_bias.reshape(batch, n, b)[:, key_blocks] + slot_bias.astype(sdt)[None, :, :, :, None]
     )  # (B, H, n-2, S', b)
-    m_q = qs[:, :, b:-b].reshape(batch, heads, rows, b, d)
-    scores = (
-        jnp.einsum("bhjqd,bhjskd->bhjqsk", m_q, k_g).astype(sdt) + bias[:, :, :, None]
-    )  # (B, H, n-2, b, S', b)
-    probs = jax.nn.softmax(scores.reshape(batch, heads, rows, b, slots * b), axis=-1).astype(v.dtype)
-    m_ctx = jnp.einsum("bhjqk,bhjkd->bhjqd", probs, v_g.reshape(batch, heads, rows, slots * b, d))
+    bias = bias.reshape(items, 1, slots * b)
+    m_q = qs[:, :, b:-b].reshape(items, b, d)
+    k_rows, v_rows = k.reshape(-1, b, d), v.reshape(-1, b, d)  # (B*H*n, b, d)
+
+    def middle(args):
+        """Attention of a chunk of middle rows over their gathered slots."""
+        cq, cflat, cbias = args
+        k_g = k_rows[cflat].reshape(-1, slots * b, d)  # (chunk, S'b, d)
+        v_g = v_rows[cflat].reshape(-1, slots * b, d)
+        scores = jnp.einsum("cqd,ckd->cqk", cq, k_g).astype(sdt) + cbias  # (chunk, b, S'b)
+        return jnp.einsum("cqk,ckd->cqd", jax.nn.softmax(scores, axis=-1).astype(v.dtype), v_g)
+
+    # cache-sized chunks of rows (a loop inside XLA) keep scores and probabilities in L2
+    chunk = max(1, min(items, _CHUNK_BYTES // (b * slots * b * 4)))
+    pad = -items % chunk
+    padded = [jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) for x in (m_q, flat, bias)]
+    chunks = tuple(x.reshape((-1, chunk) + x.shape[1:]) for x in padded)
+    m_ctx = jax.lax.map(middle, chunks).reshape(-1, b, d)[:items]  # (B*H*(n-2), b, d)
     ctx = jnp.concatenate(
         [g_ctx[:, :, :b], m_ctx.reshape(batch, heads, rows * b, d), g_ctx[:, :, b:]], axis=2
     )

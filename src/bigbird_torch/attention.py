@@ -118,20 +118,40 @@ def fast_block_sparse_attention(
     blocks, slot_bias = layout.compact
     idx = blocks[layer]  # (H, n-2, S')
     rows, slots = n - 2, idx.shape[-1]
-    h_idx = torch.arange(heads, device=q.device)[:, None, None]
-    k_g = k.view(batch, heads, n, b, d)[:, h_idx, idx].view(-1, slots * b, d)  # (B*H*(n-2), S'b, d)
-    v_g = v.view(batch, heads, n, b, d)[:, h_idx, idx].view(-1, slots * b, d)  # (B*H*(n-2), S'b, d)
+    items = torch.arange(batch * heads, device=q.device).view(batch, heads, 1, 1) * n
+    flat = (items + idx[None]).view(-1, slots)  # (B*H*(n-2), S'): rows of k viewed as (B*H*n, b, d)
     bias = key_bias.view(batch, n, b)[:, idx] + slot_bias[layer][None, :, :, :, None]  # (B, H, n-2, S', b)
     bias = bias.view(-1, 1, slots * b)  # (B*H*(n-2), 1, S'b)
     m_q = qs[:, :, b:-b].reshape(-1, b, d)  # (B*H*(n-2), b, d)
-    if sdt == q.dtype:
-        m_scores = torch.baddbmm(bias, m_q, k_g.transpose(1, 2))  # (B*H*(n-2), b, S'b)
-    else:
-        m_scores = torch.bmm(m_q, k_g.transpose(1, 2)).to(sdt) + bias
-    m_ctx = torch.bmm(torch.softmax(m_scores, dim=-1).to(v.dtype), v_g)  # (B*H*(n-2), b, d)
+    k_rows, v_rows = k.reshape(-1, b, d), v.reshape(-1, b, d)  # (B*H*n, b, d)
+    chunk = m_q.shape[0]
+    if q.device.type == "cpu" and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)):
+        # inference on CPU: cache-sized chunks of rows keep scores and probabilities in L2
+        chunk = max(1, _CHUNK_BYTES // (b * slots * b * q.element_size()))
+    pieces = [
+        _middle_rows(m_q[s0 : s0 + chunk], k_rows, v_rows, flat[s0 : s0 + chunk], bias[s0 : s0 + chunk], sdt)
+        for s0 in range(0, m_q.shape[0], chunk)
+    ]
+    m_ctx = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)  # (B*H*(n-2), b, d)
 
     ctx = torch.cat([g_ctx[:, :, :b], m_ctx.view(batch, heads, rows * b, d), g_ctx[:, :, b:]], dim=2)
     return ctx * mask[:, None, :, None].to(ctx.dtype)  # (B, H, L, d)
+
+
+_CHUNK_BYTES = 1 << 21  # scores per chunk of middle rows in CPU inference
+
+
+def _middle_rows(m_q, k_rows, v_rows, flat, bias, sdt):
+    """Attention of a set of middle rows over their gathered slots: ``(rows, b, d)``."""
+    rows, slots = flat.shape
+    b, d = k_rows.shape[1:]
+    k_g = k_rows.index_select(0, flat.reshape(-1)).view(rows, slots * b, d)  # (rows, S'b, d)
+    v_g = v_rows.index_select(0, flat.reshape(-1)).view(rows, slots * b, d)
+    if sdt == m_q.dtype:
+        scores = torch.baddbmm(bias, m_q, k_g.transpose(1, 2))  # (rows, b, S'b)
+    else:
+        scores = torch.bmm(m_q, k_g.transpose(1, 2)).to(sdt) + bias
+    return torch.bmm(torch.softmax(scores, dim=-1).to(v_rows.dtype), v_g)
 
 
 def _block_sparse_with_probs(

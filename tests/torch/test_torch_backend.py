@@ -231,3 +231,26 @@ def test_untied_decoder_round_trips(tmp_path):
     with torch.no_grad():
         assert_close(theirs(input_ids=ids).logits, model.eval()(input_ids=ids).logits)
     assert hf_config(cfg).tie_word_embeddings is False
+
+
+@pytest.mark.parametrize("plan_kind", ["transformers", "seeded"])
+@pytest.mark.parametrize("train", [False, True])
+def test_fast_path_in_small_chunks_equals_the_full_layout(plan_kind, train, monkeypatch):
+    """The chunked CPU inference path and the autograd path give the full-layout result."""
+    import bigbird_torch.attention as A
+    from bigbird_core.layout import block_layout
+
+    cfg = CFG.replace(random_plan=plan_kind, plan_seed=1)
+    n, b = 19, cfg.block_size
+    plan = core.make_plan(cfg, n, training=train)
+    lay = A.LayoutTensors.build(block_layout(plan, b), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, n * b, 8, generator=g) for _ in range(3))
+    mask = torch.ones(2, n * b)
+    mask[1, -13:] = 0
+    ref, _ = A._block_sparse_with_probs(q, k, v, mask, lay, 1)
+    monkeypatch.setattr(A, "_CHUNK_BYTES", 4000)  # several chunks
+    with torch.no_grad():
+        assert_close(A.fast_block_sparse_attention(q, k, v, mask, lay, 1), ref)
+    q.requires_grad_(True)
+    assert_close(A.fast_block_sparse_attention(q, k, v, mask, lay, 1), ref)  # the autograd path

@@ -1,0 +1,35 @@
+"""The benchmark harness runs (tiny sizes) so that it cannot rot; its numbers are not checked here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("transformers")
+BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "bench.py")
+TINY = ["--seq", "256", "--train-seq", "256", "--hidden", "64", "--heads", "4", "--block", "16", "--vocab", "100",
+        "--reps", "1", "--dtype", "float32"]  # fmt: skip
+
+
+def test_benchmark_smoke(tmp_path):
+    out_json = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, BENCH, *TINY, "--kinds", "attention,model,train", "--json", str(out_json)],
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = json.loads(out_json.read_text())
+    kinds = {(r["kind"], r["framework"]) for r in data["rows"]}
+    assert {("attention", "torch"), ("model", "torch"), ("train", "torch")} <= kinds
+    assert all(r["ours_ms"] > 0 and r["theirs_ms"] > 0 and r["speedup"] > 0 for r in data["rows"])
+
+
+def test_benchmark_memory_smoke(tmp_path):
+    out_json = tmp_path / "mem.json"
+    run = subprocess.run([sys.executable, BENCH, *TINY, "--kinds", "model", "--impls", "ours-torch,hf-torch",
+                          "--memory", "--json", str(out_json)], capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = json.loads(out_json.read_text())["rows"][0]
+    assert row["ours_mib"] > 10 and row["theirs_mib"] > 10
