@@ -25,7 +25,7 @@ from bigbird_core.weights import LoadReport, init_params, match_state_dict
 from torch import nn
 
 from .convert import state_dict_to_numpy
-from .model import ACTIVATIONS, ArrayAdapter, BigBirdBody
+from .model import ACTIVATIONS, ArrayAdapter, BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput
 
 
 class BigBirdPreTrainedModel(nn.Module):
@@ -405,34 +405,18 @@ class BigBirdForTokenClassification(_WithBody):
         return self._finish(out, return_dict)
 
 
-class BigBirdIntermediateDense(nn.Module):
-    def __init__(self, config: BigBirdConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-
-
-class BigBirdQAOutput(nn.Module):
-    def __init__(self, config: BigBirdConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-
-
 class BigBirdForQuestionAnsweringHead(nn.Module):
     """dropout, intermediate, output (dense, dropout, LayerNorm with residual), qa_outputs."""
 
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__()
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.intermediate = BigBirdIntermediateDense(config)
-        self.output = BigBirdQAOutput(config)
+        self.intermediate = BigBirdIntermediate(config)
+        self.output = BigBirdResidualOutput(config, config.intermediate_size)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
-        self.act = ACTIVATIONS[config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.intermediate.dense(self.dropout(x)))
-        h = self.output.LayerNorm(self.output.dropout(self.output.dense(h)) + x)
+        h = self.output(self.intermediate(self.dropout(x)), x)
         return self.qa_outputs(h)  # (batch, seq, 2)
 
 

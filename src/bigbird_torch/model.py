@@ -88,10 +88,12 @@ class BigBirdSelfAttention(nn.Module):
         return out.transpose(1, 2).reshape(b, seq, -1), probs, present  # (B, L, hidden)
 
 
-class BigBirdSelfOutput(nn.Module):
-    def __init__(self, config: BigBirdConfig) -> None:
+class BigBirdResidualOutput(nn.Module):
+    """dense, dropout, LayerNorm(+ residual): the attention output, the feed-forward output and the QA head's."""
+
+    def __init__(self, config: BigBirdConfig, in_features: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -103,7 +105,7 @@ class BigBirdAttention(nn.Module):
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__()
         self.self = BigBirdSelfAttention(config)
-        self.output = BigBirdSelfOutput(config)
+        self.output = BigBirdResidualOutput(config, config.hidden_size)
 
 
 class BigBirdIntermediate(nn.Module):
@@ -116,23 +118,12 @@ class BigBirdIntermediate(nn.Module):
         return self.act(self.dense(x))
 
 
-class BigBirdOutput(nn.Module):
-    def __init__(self, config: BigBirdConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
-
-
 class BigBirdLayer(nn.Module):
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__()
         self.attention = BigBirdAttention(config)
         self.intermediate = BigBirdIntermediate(config)
-        self.output = BigBirdOutput(config)
+        self.output = BigBirdResidualOutput(config, config.intermediate_size)
 
     def forward(self, x, ctx: dict[str, Any], layer: int, past=None):
         attn, probs, present = self.attention.self(x, ctx, layer, past)
