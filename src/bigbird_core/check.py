@@ -102,6 +102,32 @@ def supported_heads(directory: str) -> list[str]:
     return heads
 
 
+def conversion_round_trip(directory: str | None, backends: list[str]) -> Row:
+    """Weights through every installed format and back: numpy -> Flax tree -> torch state_dict -> numpy."""
+    from .checkpoint import read_checkpoint
+    from .weights import from_flax_tree, to_flax_tree
+
+    if directory is None:
+        state = MODEL_CLASSES["BigBirdForPreTraining"](DEFAULT_CONFIG, seed=0).params
+    else:
+        state = read_checkpoint(directory)[1]
+    back = from_flax_tree(to_flax_tree(state))
+    path = ["numpy", "flax"]
+    if "torch" in backends:
+        from bigbird_torch.convert import numpy_to_state_dict, state_dict_to_numpy
+
+        back = state_dict_to_numpy(numpy_to_state_dict(back))
+        path.append("torch")
+    same = sorted(back) == sorted(state) and all(
+        np.asarray(back[k]).dtype == np.asarray(state[k]).dtype and np.array_equal(back[k], state[k])
+        for k in state
+    )
+    worst = max((float(np.max(np.abs(np.asarray(back[k], np.float64) - np.asarray(state[k], np.float64))))
+                 for k in state if k in back), default=0.0)  # fmt: skip
+    return Row(f"conversion round trip ({len(state)} tensors)", "->".join(path), "numpy", "bit-identical",
+               worst, 0.0 if same else float("inf"), 0.0, same)  # fmt: skip
+
+
 def run_check(
     directory: str | None = None, *, backends: list[str], heads: list[str] | None = None,
     seq_len: int = DEFAULT_SEQ_LEN, batch: int = 2, dtype: str = "float32", seed: int = 0, train: bool = False,
@@ -139,4 +165,6 @@ def run_check(
                         worst = (c, fld)
                 c, fld = worst
                 rows.append(Row(head, left, right, fld, c.max_abs, c.rel, c.tol, c.ok))
+        progress("conversion round trip")
+        rows.append(conversion_round_trip(directory, backends))
         return rows
