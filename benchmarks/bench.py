@@ -189,7 +189,19 @@ def child(spec: str, args) -> None:
     fn = build(kind, impl, base_config(args), int(seq), dtype, directory)
     fn()
     fn()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(peak_of_this_process_mib())
+
+
+def peak_of_this_process_mib() -> float:
+    """VmHWM: this process's own peak RSS (ru_maxrss would include the parent's peak across fork+exec)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def available(impls: list[str]) -> list[str]:

@@ -56,6 +56,7 @@ class FlaxBigBirdPreTrainedModel:
         self.add_pooling_layer = default_pooler(self.head) if add_pooling_layer is None else add_pooling_layer
         self.gradient_checkpointing = gradient_checkpointing
         self.load_report = LoadReport((), (), ())
+        self._plans: dict[tuple[int, bool], tuple] = {}
         self._build_module()
         self._params = self.init_weights(jax.random.PRNGKey(seed), self.input_shape) if _do_init else None
 
@@ -202,12 +203,13 @@ class FlaxBigBirdPreTrainedModel:
         if call.block_sparse:
             if plan is None and train and indices_rng is not None:
                 draw = True
+            elif plan is None:  # the config's plan: built once per length and mode
+                key = (call.num_blocks, bool(train))
+                if key not in self._plans:
+                    self._plans[key] = self._device_plan(make_plan(c, call.num_blocks, training=train))
+                plan, compact = self._plans[key]
             else:
-                made = make_plan(c, call.num_blocks, training=train) if plan is None else None
-                plan = made if made is not None else check_plan(c, call.num_blocks, np.asarray(plan))
-                merged = compact_slots(block_layout(plan, c.block_size))
-                compact = (jnp.asarray(merged.key_blocks), jnp.asarray(merged.slot_bias, jnp.float32))
-                plan = jnp.asarray(plan)
+                plan, compact = self._device_plan(check_plan(c, call.num_blocks, np.asarray(plan)))
         hm = None if head_mask is None or call.block_sparse else self._head_mask(head_mask)
         embeds_pad = call.pad_len if inputs_embeds is not None else 0
         out, used_plan = self._apply(
@@ -220,6 +222,11 @@ class FlaxBigBirdPreTrainedModel:
         self.last_plan = used_plan
         result = self._outputs(out, seq, num_choices if multiple else None, labels)
         return result if (c.use_return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+    def _device_plan(self, plan: np.ndarray) -> tuple[jnp.ndarray, tuple[jnp.ndarray, jnp.ndarray]]:
+        """A core plan and its merged slots (the fast path's layout) as JAX arrays."""
+        merged = compact_slots(block_layout(plan, self.config.block_size))
+        return jnp.asarray(plan), (jnp.asarray(merged.key_blocks), jnp.asarray(merged.slot_bias, jnp.float32))
 
     def _head_mask(self, head_mask) -> jnp.ndarray:
         c = self.config
