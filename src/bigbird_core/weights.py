@@ -130,13 +130,13 @@ def init_params(
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for spec in param_specs(config, head, add_pooling_layer):
-        if spec.init == "normal":
-            value = rng.normal(0.0, config.initializer_range, spec.shape)
+        if spec.init == "normal":  # drawn in float32: no float64 copy of large embeddings
+            value = rng.standard_normal(spec.shape, dtype=np.float32) * np.float32(config.initializer_range)
         else:
-            value = np.full(spec.shape, 1.0 if spec.init == "ones" else 0.0)
+            value = np.full(spec.shape, 1.0 if spec.init == "ones" else 0.0, dtype=np.float32)
         if spec.name.endswith("word_embeddings.weight"):
             value[config.pad_token_id] = 0.0
-        out[spec.name] = value.astype(dtype)
+        out[spec.name] = value.astype(dtype, copy=False)
     return out
 
 

@@ -35,8 +35,9 @@ class BigBirdPreTrainedModel(nn.Module):
     default_pooler = True
 
     def __init__(
-        self, config: BigBirdConfig, *, add_pooling_layer: bool | None = None, seed: int | None = None
-    ) -> None:
+        self, config: BigBirdConfig, *, add_pooling_layer: bool | None = None, seed: int | None = None,
+        _init: bool = True,
+    ) -> None:  # fmt: skip
         nn.Module.__init__(self)
         if not isinstance(config, BigBirdConfig):
             raise fail(InputError, "config", "a bigbird_core.BigBirdConfig", config)
@@ -46,6 +47,8 @@ class BigBirdPreTrainedModel(nn.Module):
         self.add_pooling_layer = self.default_pooler if add_pooling_layer is None else add_pooling_layer
         self.load_report = LoadReport((), (), ())
         self._build()
+        if not _init:  # from_pretrained loads every parameter itself
+            return
         if seed is None:  # follow torch's RNG, as nn.Module initialisation does
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
         self._load_numpy(init_params(config, self.head, seed=seed, add_pooling_layer=self.add_pooling_layer))
@@ -71,10 +74,12 @@ class BigBirdPreTrainedModel(nn.Module):
         config, state = read_checkpoint(os.fspath(directory))
         if config_overrides:
             config = config.replace(**config_overrides)
-        model = cls(config, add_pooling_layer=add_pooling_layer, seed=seed)
+        with torch.device("meta"):  # no memory and no random init for weights that are about to be loaded
+            model = cls(config, add_pooling_layer=add_pooling_layer, _init=False)
         params, report = match_state_dict(model.config, cls.head, state, seed=seed,
                                           add_pooling_layer=model.add_pooling_layer, dtype="float32")  # fmt: skip
-        model._load_numpy(params)
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
+        model.load_state_dict(tensors, strict=True, assign=True)
         model.load_report = report
         if torch_dtype is not None:
             model.to(torch_dtype)
@@ -136,9 +141,16 @@ class BigBirdModel(BigBirdPreTrainedModel, BigBirdBody):
     head = "BigBirdModel"
 
     def __init__(
-        self, config: BigBirdConfig, add_pooling_layer: bool = True, *, seed: int | None = None
+        self,
+        config: BigBirdConfig,
+        add_pooling_layer: bool = True,
+        *,
+        seed: int | None = None,
+        _init: bool = True,
     ) -> None:
-        BigBirdPreTrainedModel.__init__(self, config, add_pooling_layer=add_pooling_layer, seed=seed)
+        BigBirdPreTrainedModel.__init__(
+            self, config, add_pooling_layer=add_pooling_layer, seed=seed, _init=_init
+        )
 
     def _build(self) -> None:
         self._init_body(self.config, self.add_pooling_layer)
