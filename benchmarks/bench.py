@@ -234,11 +234,15 @@ def main(argv=None) -> int:
     p.add_argument("--vocab", type=int, default=50358)
     p.add_argument("--memory", action="store_true", help="also measure peak RSS (a process per measurement)")
     p.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "latest.json"))
+    p.add_argument("--report", metavar="JSON", help="print a results file as a Markdown table and exit")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.seq, args.dtype, args.kinds, args.reps = "1024", "float32", "attention,model", 3
     args.seqs = [int(s) for s in args.seq.split(",")]
+    if args.report:
+        print(markdown(json.load(open(args.report))))
+        return 0
     if args.child:
         child(args.child, args)
         return 0
@@ -286,6 +290,21 @@ def main(argv=None) -> int:
         json.dump(result, fh, indent=2)
     print(f"wrote {args.json}")
     return 0
+
+
+def markdown(result: dict) -> str:
+    """The rows of a results file as a Markdown table (ratios: transformers / ours)."""
+    lines = [
+        "| kind | framework | seq | dtype | ours ms | transformers ms | speedup | ours MiB | transformers MiB | memory ratio |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        mem = ["—", "—", "—"]
+        if r.get("ours_mib") and r.get("theirs_mib") and r["ours_mib"] == r["ours_mib"]:
+            mem = [f"{r['ours_mib']:.0f}", f"{r['theirs_mib']:.0f}", f"{r['ours_mib'] / r['theirs_mib']:.2f}"]
+        lines.append(f"| {r['kind']} | {r['framework']} | {r['seq']} | {r['dtype']} | {r['ours_ms']:.1f} | "
+                     f"{r['theirs_ms']:.1f} | {r['speedup']:.2f}x | " + " | ".join(mem) + " |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def print_row(r: dict) -> None:

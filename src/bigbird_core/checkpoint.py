@@ -52,49 +52,50 @@ def is_bf16(arr: np.ndarray) -> bool:
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
     """Read a safetensors file into NumPy arrays (bfloat16 as ``ml_dtypes.bfloat16`` when installed).
 
+    Each tensor is read straight into its own array, so peak memory is the weights once.
+
     Raises:
         CheckpointError naming the file when it is truncated or corrupt.
     """
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fh = open(path, "rb")
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(data) < 8:
-        raise CheckpointError(f"{path}: not a safetensors file (only {len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        raise CheckpointError(f"{path}: truncated or corrupt safetensors header (declares {n} bytes)")
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}: corrupt safetensors header (not JSON)") from None
-    body = memoryview(data)[8 + n :]
-    out: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 8:
+            raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes)")
+        (n,) = struct.unpack("<Q", fh.read(8))
+        if n > size - 8:
+            raise CheckpointError(f"{path}: truncated or corrupt safetensors header (declares {n} bytes)")
         try:
-            start, end = info["data_offsets"]
-            dtype, shape = info["dtype"], tuple(info["shape"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: corrupt safetensors entry for {name!r}") from None
-        if end > len(body) or start > end:
-            raise CheckpointError(
-                f"{path}: truncated: tensor {name!r} ends at byte {end}, file has {len(body)}"
-            )
-        raw = bytes(body[start:end])
-        if dtype == "BF16":
-            arr = _bf16_from_bits(np.frombuffer(raw, dtype="<u2"))
-        elif dtype in _ST_DTYPES:
-            arr = np.frombuffer(raw, dtype=np.dtype(_ST_DTYPES[dtype]).newbyteorder("<")).astype(
-                _ST_DTYPES[dtype]
-            )
-        else:
-            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
-        if arr.size != int(np.prod(shape)):
-            raise CheckpointError(f"{path}: tensor {name!r} has {arr.size} values for shape {shape}")
-        out[name] = arr.reshape(shape).copy()
+            header = json.loads(fh.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CheckpointError(f"{path}: corrupt safetensors header (not JSON)") from None
+        body = size - 8 - n
+        out: dict[str, np.ndarray] = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            try:
+                start, end = info["data_offsets"]
+                kind, shape = info["dtype"], tuple(info["shape"])
+            except (KeyError, TypeError, ValueError):
+                raise CheckpointError(f"{path}: corrupt safetensors entry for {name!r}") from None
+            if end > body or start > end:
+                raise CheckpointError(f"{path}: truncated: tensor {name!r} ends at byte {end}, file has {body}")
+            if kind != "BF16" and kind not in _ST_DTYPES:
+                raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {kind}")
+            dtype = np.dtype("<u2") if kind == "BF16" else np.dtype(_ST_DTYPES[kind]).newbyteorder("<")
+            count = int(np.prod(shape))
+            if count * dtype.itemsize != end - start:
+                raise CheckpointError(f"{path}: tensor {name!r} has {end - start} bytes for shape {shape} {kind}")
+            arr = np.empty(count, dtype=dtype)
+            fh.seek(8 + n + start)
+            if fh.readinto(memoryview(arr).cast("B")) != end - start:
+                raise CheckpointError(f"{path}: truncated while reading tensor {name!r}")
+            arr = _bf16_from_bits(arr) if kind == "BF16" else arr.astype(_ST_DTYPES[kind], copy=False)
+            out[name] = arr.reshape(shape)
     return out
 
 
