@@ -83,13 +83,17 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
             except (KeyError, TypeError, ValueError):
                 raise CheckpointError(f"{path}: corrupt safetensors entry for {name!r}") from None
             if end > body or start > end:
-                raise CheckpointError(f"{path}: truncated: tensor {name!r} ends at byte {end}, file has {body}")
+                raise CheckpointError(
+                    f"{path}: truncated: tensor {name!r} ends at byte {end}, file has {body}"
+                )
             if kind != "BF16" and kind not in _ST_DTYPES:
                 raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {kind}")
             dtype = np.dtype("<u2") if kind == "BF16" else np.dtype(_ST_DTYPES[kind]).newbyteorder("<")
             count = int(np.prod(shape))
             if count * dtype.itemsize != end - start:
-                raise CheckpointError(f"{path}: tensor {name!r} has {end - start} bytes for shape {shape} {kind}")
+                raise CheckpointError(
+                    f"{path}: tensor {name!r} has {end - start} bytes for shape {shape} {kind}"
+                )
             arr = np.empty(count, dtype=dtype)
             fh.seek(8 + n + start)
             if fh.readinto(memoryview(arr).cast("B")) != end - start:

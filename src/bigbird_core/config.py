@@ -97,6 +97,15 @@ class BigBirdConfig:
     def effective_classifier_dropout(self) -> float:
         return self.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
 
+    def problem_type_for(self, integer_labels: bool) -> str:
+        """transformers' rule for the sequence-classification loss: the configured ``problem_type``, else
+        regression for one label, single-label for integer labels, multi-label otherwise."""
+        if self.problem_type is not None:
+            return self.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        return "single_label_classification" if integer_labels else "multi_label_classification"
+
     def replace(self, **changes: Any) -> BigBirdConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)

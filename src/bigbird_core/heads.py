@@ -218,14 +218,7 @@ class BigBirdForCausalLM(BigBirdPreTrainedModel):
 def sequence_classification_loss(config: BigBirdConfig, logits: np.ndarray, labels: Any) -> np.ndarray:
     """transformers' problem_type rule: regression (1 label), single-label (integer labels), multi-label."""
     labels = np.asarray(labels)
-    problem = config.problem_type
-    if problem is None:
-        if config.num_labels == 1:
-            problem = "regression"
-        elif labels.dtype.kind in "iu":
-            problem = "single_label_classification"
-        else:
-            problem = "multi_label_classification"
+    problem = config.problem_type_for(labels.dtype.kind in "iu")
     if problem == "regression":
         return mse(logits.squeeze(), labels.squeeze()) if config.num_labels == 1 else mse(logits, labels)
     if problem == "single_label_classification":

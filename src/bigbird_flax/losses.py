@@ -46,14 +46,7 @@ def head_loss(head: str, config: BigBirdConfig, out: dict, labels: dict) -> jnp.
             loss = loss + cross_entropy(out["nsp"], jnp.asarray(labels["next_sentence_label"]))
         return loss
     if head == "BigBirdForSequenceClassification":
-        problem = config.problem_type
-        if problem is None:
-            if config.num_labels == 1:
-                problem = "regression"
-            elif jnp.issubdtype(y.dtype, jnp.integer):
-                problem = "single_label_classification"
-            else:
-                problem = "multi_label_classification"
+        problem = config.problem_type_for(bool(jnp.issubdtype(y.dtype, jnp.integer)))
         if problem == "regression":
             pred = logits.squeeze() if config.num_labels == 1 else logits
             return jnp.mean((pred - (y.squeeze() if config.num_labels == 1 else y).astype(pred.dtype)) ** 2)

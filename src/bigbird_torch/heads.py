@@ -334,14 +334,7 @@ def sequence_classification_loss(
     config: BigBirdConfig, logits: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
     """transformers' problem_type rule: regression (1 label), single-label (integer labels), multi-label."""
-    problem = config.problem_type
-    if problem is None:
-        if config.num_labels == 1:
-            problem = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            problem = "single_label_classification"
-        else:
-            problem = "multi_label_classification"
+    problem = config.problem_type_for(labels.dtype in (torch.long, torch.int))
     if problem == "regression":
         if config.num_labels == 1:
             return MSELoss()(logits.squeeze(), labels.squeeze().to(logits.dtype))

@@ -73,3 +73,10 @@ def test_missing_and_corrupt_config_files(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         BigBirdConfig.load(tmp_path)
+
+
+def test_problem_type_rule():
+    assert BigBirdConfig(num_labels=1).problem_type_for(True) == "regression"
+    assert BigBirdConfig(num_labels=3).problem_type_for(True) == "single_label_classification"
+    assert BigBirdConfig(num_labels=3).problem_type_for(False) == "multi_label_classification"
+    assert BigBirdConfig(num_labels=3, problem_type="regression").problem_type_for(True) == "regression"

@@ -1,7 +1,7 @@
 """Print the measured differences against transformers 4.57.6: head x backend x mode, worst field.
 
-    python tests/parity/report.py            # the ragged150 case (block-sparse with padding)
-    python tests/parity/report.py short60    # another case of tests/cases.py
+python tests/parity/report.py            # the ragged150 case (block-sparse with padding)
+python tests/parity/report.py short60    # another case of tests/cases.py
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from cases import CASES, make_inputs, make_labels  # noqa: E402
-from oracle import oracle_forward, oracle_model, save_oracle  # noqa: E402
-
 import bigbird_core as bb  # noqa: E402
 from bigbird_core.backends import available_backends, load_backend  # noqa: E402
 from bigbird_core.check import flatten_output  # noqa: E402
 from bigbird_core.tolerances import compare  # noqa: E402
+from cases import CASES, make_inputs, make_labels  # noqa: E402
+from oracle import oracle_forward, oracle_model, save_oracle  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +39,9 @@ def main() -> None:
                     run = load_backend(backend).runner(head, tmp, train=mode == "train")
                     full = flatten_output(run(**inputs, **flags))  # with dense probabilities
                     fast = flatten_output(run(**inputs, output_hidden_states=True))  # the fast attention path
-                    worst = max(compare(got[k], want[k]).rel for got in (full, fast) for k in got if k in want)
+                    worst = max(
+                        compare(got[k], want[k]).rel for got in (full, fast) for k in got if k in want
+                    )
                     cells.append(f"{worst:10.1e}")
                 print(f"{head:34} {mode:6} " + " ".join(cells), flush=True)
 
