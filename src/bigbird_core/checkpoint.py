@@ -137,21 +137,13 @@ def write_safetensors(
 
 def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
     try:
-        import torch
+        from bigbird_torch.convert import load_torch_bin
     except ImportError:
         raise CheckpointError(
             f"{path}: reading pytorch_model.bin needs torch; install it (pip install 'bigbird[torch]') "
             "or convert the checkpoint to safetensors"
         ) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(
-            f"{path}: cannot read ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-        ) from None
-    from bigbird_torch.convert import state_dict_to_numpy
-
-    return state_dict_to_numpy(state)
+    return load_torch_bin(path)
 
 
 WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN, FLAX_MSGPACK)  # the default reading order

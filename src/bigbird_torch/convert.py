@@ -6,6 +6,7 @@ import numpy as np
 
 import torch
 from bigbird_core.checkpoint import BF16, is_bf16
+from bigbird_core.errors import CheckpointError
 
 
 def state_dict_to_numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -36,3 +37,14 @@ def numpy_to_state_dict(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]
 def save_torch_bin(path: str, state: dict[str, np.ndarray]) -> None:
     """Write ``pytorch_model.bin`` (tensors only, so ``torch.load(weights_only=True)`` reads it)."""
     torch.save(numpy_to_state_dict(state), path)
+
+
+def load_torch_bin(path: str) -> dict[str, np.ndarray]:
+    """Read ``pytorch_model.bin`` with ``weights_only=True`` (no pickle code runs), dtypes kept."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(
+            f"{path}: cannot read ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
+    return state_dict_to_numpy(state)

@@ -254,3 +254,10 @@ def test_fast_path_in_small_chunks_equals_the_full_layout(plan_kind, train, monk
         assert_close(A.fast_block_sparse_attention(q, k, v, mask, lay, 1), ref)
     q.requires_grad_(True)
     assert_close(A.fast_block_sparse_attention(q, k, v, mask, lay, 1), ref)  # the autograd path
+
+
+def test_corrupt_torch_bin_names_the_file(tmp_path):
+    bt.BigBirdModel(CFG, seed=0).save_pretrained(tmp_path, safe_serialization=False)
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="pytorch_model.bin: cannot read"):
+        bt.BigBirdModel.from_pretrained(tmp_path)
