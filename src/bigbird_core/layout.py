@@ -166,3 +166,46 @@ def compact_slots(layout: BlockLayout) -> CompactSlots:
     blocks.setflags(write=False)
     bias.setflags(write=False)
     return CompactSlots(blocks, bias)
+
+
+@dataclass(frozen=True)
+class KeyBlockLists:
+    """One layer's layout as per-query-block lists of distinct key blocks, for block-sparse kernels that
+    take a block mask (FlexAttention): every query block, global rows included, with its merged slots.
+
+    Attributes:
+        counts: int32 ``(heads, n)``: distinct key blocks of each query block.
+        indices: int32 ``(heads, n, n)``: those key blocks first (ascending), then zeros.
+        bias: float32 ``(heads, n, n)``: ``log(multiplicity)`` at (query block, key block), 0 elsewhere.
+        allowed: bool ``(heads, n, n)``: whether the query block attends to the key block.
+    """
+
+    counts: np.ndarray
+    indices: np.ndarray
+    bias: np.ndarray
+    allowed: np.ndarray
+
+
+def key_block_lists(layout: BlockLayout, layer: int, compact: CompactSlots | None = None) -> KeyBlockLists:
+    """``layout``'s ``layer`` as :class:`KeyBlockLists` (same merging as :func:`compact_slots`).
+
+    Example:
+        >>> lists = key_block_lists(block_layout(np.zeros((1, 2, 6, 3), np.int32), 16), 0)
+        >>> lists.counts[0].tolist(), float(lists.bias[0, 3, 0])  # block 0 appears 1 + r times in row 3
+        ([8, 4, 5, 5, 5, 5, 4, 8], 1.3862943649291992)
+    """
+    compact = compact_slots(layout) if compact is None else compact
+    blocks, slot_bias = compact.key_blocks[layer], compact.slot_bias[layer]  # (heads, n-2, S')
+    heads, rows, _ = blocks.shape
+    n = layout.num_blocks
+    present = np.isfinite(slot_bias)
+    allowed = np.ones((heads, n, n), dtype=bool)
+    bias = np.zeros((heads, n, n), dtype=np.float32)
+    allowed[:, 1:-1] = False
+    h, j, s = np.nonzero(present)
+    allowed[h, j + 1, blocks[h, j, s]] = True
+    bias[h, j + 1, blocks[h, j, s]] = slot_bias[h, j, s]
+    counts = allowed.sum(-1).astype(np.int32)
+    indices = np.argsort(~allowed, axis=-1, kind="stable").astype(np.int32)  # allowed blocks first, ascending
+    indices = np.where(np.arange(n) < counts[..., None], indices, 0).astype(np.int32)
+    return KeyBlockLists(counts, indices, bias, allowed)

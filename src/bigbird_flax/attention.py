@@ -123,12 +123,14 @@ def fast_block_sparse_attention(q, k, v, mask, key_blocks, slot_bias, block_size
         scores = jnp.einsum("cqd,ckd->cqk", cq, k_g).astype(sdt) + cbias  # (chunk, b, S'b)
         return jnp.einsum("cqk,ckd->cqd", jax.nn.softmax(scores, axis=-1).astype(v.dtype), v_g)
 
-    # cache-sized chunks of rows (a loop inside XLA) keep scores and probabilities in L2
-    chunk = max(1, min(items, _CHUNK_BYTES // (b * slots * b * 4)))
-    pad = -items % chunk
-    padded = [jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) for x in (m_q, flat, bias)]
-    chunks = tuple(x.reshape((-1, chunk) + x.shape[1:]) for x in padded)
-    m_ctx = jax.lax.map(middle, chunks).reshape(-1, b, d)[:items]  # (B*H*(n-2), b, d)
+    if jax.default_backend() != "cpu":  # accelerators: every row in one batch of fused einsums
+        m_ctx = middle((m_q, flat, bias))  # (B*H*(n-2), b, d)
+    else:  # cache-sized chunks of rows (a loop inside XLA) keep scores and probabilities in L2
+        chunk = max(1, min(items, _CHUNK_BYTES // (b * slots * b * 4)))
+        pad = -items % chunk
+        padded = [jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) for x in (m_q, flat, bias)]
+        chunks = tuple(x.reshape((-1, chunk) + x.shape[1:]) for x in padded)
+        m_ctx = jax.lax.map(middle, chunks).reshape(-1, b, d)[:items]  # (B*H*(n-2), b, d)
     ctx = jnp.concatenate(
         [g_ctx[:, :, :b], m_ctx.reshape(batch, heads, rows * b, d), g_ctx[:, :, b:]], axis=2
     )

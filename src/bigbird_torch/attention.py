@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 import torch
-from bigbird_core.layout import BLOCK_SPARSE_PENALTY, BlockLayout, compact_slots, dense_winner
+from bigbird_core.errors import InputError, fail
+from bigbird_core.layout import (
+    BLOCK_SPARSE_PENALTY,
+    BlockLayout,
+    compact_slots,
+    dense_winner,
+    key_block_lists,
+)
 
 
 @dataclass(frozen=True)
@@ -43,12 +50,48 @@ class LayoutTensors:
     def compact(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The core's merged slots: key blocks ``(layers, heads, n-2, S')`` and slot bias (float32)."""
         if "_compact" not in self.__dict__:
-            c = compact_slots(self.layout)
+            c = compact_slots_of(self)
             device = self.key_blocks.device
             blocks = torch.as_tensor(np.asarray(c.key_blocks, np.int64), device=device)
             bias = torch.as_tensor(np.asarray(c.slot_bias, np.float32), device=device)
             object.__setattr__(self, "_compact", (blocks, bias))
         return self.__dict__["_compact"]
+
+    def flex(self, layer: int, first_row: int = 0):
+        """FlexAttention's ``BlockMask`` for ``layer`` and the ``(heads, n, n)`` float32 log-multiplicity bias.
+
+        Every listed block is a full block; off CUDA the mask's ``mask_mod`` states the same layout for the
+        eager implementation. ``first_row=1``: query blocks 1..n-2 only (the middle rows), against all keys.
+        """
+        cache = self.__dict__.setdefault("_flex", {})
+        if (layer, first_row) not in cache:
+            from torch.nn.attention.flex_attention import BlockMask
+
+            device, b, n = self.key_blocks.device, self.layout.block_size, self.layout.num_blocks
+            lists = key_block_lists(self.layout, layer, compact_slots_of(self))
+            rows = slice(first_row, n - first_row)
+            counts = torch.as_tensor(lists.counts[:, rows], device=device)[None]  # (1, H, rows): any batch
+            indices = torch.as_tensor(lists.indices[:, rows], device=device)[None]  # (1, H, rows, n)
+            allowed = torch.as_tensor(lists.allowed, device=device)
+
+            def layout_mask(batch, head, q_idx, kv_idx):
+                return allowed[head, q_idx // b + first_row, kv_idx // b]
+
+            # the compiled kernel visits only the listed (full) blocks and never calls mask_mod: one shared
+            # mask_mod (the default) keeps every layer on one compiled kernel; the eager one needs the layout
+            block_mask = BlockMask.from_kv_blocks(
+                torch.zeros_like(counts), torch.zeros_like(indices), counts, indices, BLOCK_SIZE=b,
+                mask_mod=None if device.type == "cuda" else layout_mask,
+            )  # fmt: skip
+            cache[(layer, first_row)] = (block_mask, torch.as_tensor(lists.bias, device=device))
+        return cache[(layer, first_row)]
+
+
+def compact_slots_of(layout: LayoutTensors):
+    """The core's merged slots of ``layout`` (NumPy), computed once per layout."""
+    if "_compact_np" not in layout.__dict__:
+        object.__setattr__(layout, "_compact_np", compact_slots(layout.layout))
+    return layout.__dict__["_compact_np"]
 
 
 def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -89,9 +132,132 @@ def block_sparse_attention(
         context ``(batch, heads, L, d)`` (padded query rows zeroed) and, when asked, the dense
         probabilities ``(batch, heads, L, L)``.
     """
-    if not output_attentions:
-        return fast_block_sparse_attention(q, k, v, mask, layout, layer), None
-    return _block_sparse_with_probs(q, k, v, mask, layout, layer)
+    if output_attentions:
+        return _block_sparse_with_probs(q, k, v, mask, layout, layer)
+    if _use_flex(q, layout.layout.block_size):
+        return flex_block_sparse_attention(q, k, v, mask, layout, layer), None
+    return fast_block_sparse_attention(q, k, v, mask, layout, layer), None
+
+
+KERNELS = ("auto", "gather", "flex")
+_kernel = "auto"
+
+
+def set_block_sparse_kernel(name: str) -> str:
+    """Choose the block-sparse kernel; returns the previous choice.
+
+    ``"auto"`` (default): FlexAttention on CUDA when this torch has it and the block size is a multiple
+    of 16, else the gather path.
+    ``"gather"``: always the gather path (:func:`fast_block_sparse_attention`).
+    ``"flex"``: FlexAttention wherever it can run: compiled on CUDA (as ``"auto"``); on the CPU its eager reference
+    implementation (dense scores: for checking, not for speed), which has no backward, so CPU autograd
+    keeps the gather path.
+    """
+    global _kernel
+    if name not in KERNELS:
+        raise fail(InputError, "name", f"one of {', '.join(KERNELS)}", repr(name))
+    previous, _kernel = _kernel, name
+    return previous
+
+
+def flex_available() -> bool:
+    """Whether this torch has FlexAttention with ``BlockMask.from_kv_blocks``."""
+    try:
+        from torch.nn.attention.flex_attention import BlockMask  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(BlockMask, "from_kv_blocks")
+
+
+def _use_flex(q: torch.Tensor, block_size: int) -> bool:
+    if _kernel == "gather":
+        return False
+    if q.is_cuda:
+        return flex_available() and flex_kernel_options(block_size) is not None
+    return _kernel == "flex" and not (torch.is_grad_enabled() and q.requires_grad)
+
+
+def flex_kernel_options(block_size: int) -> dict | None:
+    """Triton tile sizes for FlexAttention that never straddle two of the layout's blocks.
+
+    The kernel's default tiles (128 queries) are larger than BigBird's 64-token blocks; tiles of at most
+    64 (32 for the backward's inner dimensions) that divide the block size make them legal. ``None``:
+    the block size has no such tile (not a multiple of 16), so FlexAttention cannot run it on CUDA.
+    """
+    tile = 64
+    while tile >= 16 and block_size % tile:
+        tile //= 2
+    if tile < 16:
+        return None
+    half = max(16, tile // 2)
+    return {"BLOCK_M": tile, "BLOCK_N": tile, "bwd_BLOCK_M1": half, "bwd_BLOCK_N1": tile,
+            "bwd_BLOCK_M2": tile, "bwd_BLOCK_N2": half}  # fmt: skip
+
+
+_compiled_flex = None
+
+
+def _flex_kernel(device: torch.device, block_size: int):
+    """The compiled ``flex_attention`` and its tile sizes on CUDA; the eager one elsewhere."""
+    global _compiled_flex
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if device.type != "cuda":
+        return flex_attention, None
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex, flex_kernel_options(block_size)
+
+
+FLEX_GLOBAL_ROWS = "dense"  # "dense": global query blocks as one matmul-softmax; "flex": inside FlexAttention
+
+
+def flex_block_sparse_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, layout: LayoutTensors, layer: int,
+    global_rows: str | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Block-sparse attention through FlexAttention: the layout's distinct key blocks of every query block
+    as full ``block_size`` tiles, the merged-slot multiplicity and the key padding as a score bias.
+
+    ``global_rows`` (default :data:`FLEX_GLOBAL_ROWS`): ``"flex"`` runs the two global query blocks in the
+    same kernel (each of their tiles then walks every key block alone: the kernel's longest tail);
+    ``"dense"`` runs them as one parallel matmul-softmax over all keys and the middle rows through
+    FlexAttention. Same results as :func:`fast_block_sparse_attention` (one softmax over the merged slots).
+
+    Returns:
+        context ``(batch, heads, L, d)``, padded query rows zeroed.
+    """
+    global_rows = FLEX_GLOBAL_ROWS if global_rows is None else global_rows
+    if global_rows not in ("dense", "flex"):
+        raise fail(InputError, "global_rows", "'dense' or 'flex'", repr(global_rows))
+    first = 1 if global_rows == "dense" else 0
+    block_mask, block_bias = layout.flex(layer, first)
+    b = layout.layout.block_size
+    key_bias = (1.0 - mask.to(torch.float32)) * BLOCK_SPARSE_PENALTY  # (B, L)
+
+    def bias_mod(score, batch, head, q_idx, kv_idx):
+        return score + key_bias[batch, kv_idx] + block_bias[head, q_idx // b + first, kv_idx // b]
+
+    kernel, options = _flex_kernel(q.device, b)
+    if first == 0:
+        ctx = kernel(q, k, v, score_mod=bias_mod, block_mask=block_mask, kernel_options=options)
+    else:
+        m_ctx = kernel(q[:, :, b:-b], k, v, score_mod=bias_mod, block_mask=block_mask, kernel_options=options)
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        g_ctx = _global_rows(q * scale, k, v, key_bias.to(_softmax_dtype(q.dtype)), b)  # (B, H, 2b, d)
+        ctx = torch.cat([g_ctx[:, :, :b], m_ctx, g_ctx[:, :, b:]], dim=2)
+    return ctx * mask[:, None, :, None].to(ctx.dtype)
+
+
+def _global_rows(
+    qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_bias: torch.Tensor, b: int
+) -> torch.Tensor:
+    """Query blocks 0 and n-1 (``qs`` pre-scaled) against every key: ``(B, H, 2b, d)``."""
+    g_q = torch.cat([qs[:, :, :b], qs[:, :, -b:]], dim=2)  # (B, H, 2b, d)
+    g_scores = (
+        torch.matmul(g_q, k.transpose(-1, -2)).to(key_bias.dtype) + key_bias[:, None, None, :]
+    )  # (B, H, 2b, L)
+    return torch.matmul(torch.softmax(g_scores, dim=-1).to(v.dtype), v)
 
 
 def fast_block_sparse_attention(
@@ -109,10 +275,7 @@ def fast_block_sparse_attention(
     key_bias = (1.0 - mask.to(sdt)) * BLOCK_SPARSE_PENALTY  # (B, L)
     qs = q * (1.0 / math.sqrt(d))
 
-    # global query blocks 0 and n-1 against every key
-    g_q = torch.cat([qs[:, :, :b], qs[:, :, -b:]], dim=2)  # (B, H, 2b, d)
-    g_scores = torch.matmul(g_q, k.transpose(-1, -2)).to(sdt) + key_bias[:, None, None, :]  # (B, H, 2b, L)
-    g_ctx = torch.matmul(torch.softmax(g_scores, dim=-1).to(v.dtype), v)  # (B, H, 2b, d)
+    g_ctx = _global_rows(qs, k, v, key_bias, b)  # global query blocks 0 and n-1 against every key
 
     # middle query blocks against their merged slots
     blocks, slot_bias = layout.compact

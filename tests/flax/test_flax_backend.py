@@ -232,7 +232,9 @@ def test_unprefixed_names_switch_backends():
     assert set(core.HEADS) <= set(dir(bf)) and set(core.HEADS) <= set(dir(bt))
 
 
-def test_fast_path_in_small_chunks_equals_the_full_layout(monkeypatch):
+@pytest.mark.parametrize("platform", ["cpu", "gpu"])
+def test_fast_path_in_small_chunks_equals_the_full_layout(platform, monkeypatch):
+    """CPU: several cache-sized chunks, the last one padded; accelerators: every row in one batch."""
     import bigbird_flax.attention as A
     from bigbird_core.layout import block_layout, compact_slots
 
@@ -243,7 +245,8 @@ def test_fast_path_in_small_chunks_equals_the_full_layout(monkeypatch):
     q, k, v = (jax.random.normal(jax.random.fold_in(key, i), (2, 4, n * b, 8)) for i in range(3))
     mask = jnp.ones((2, n * b)).at[1, -13:].set(0)
     ref, _ = A.block_sparse_attention(q, k, v, mask, A.key_blocks_of(jnp.asarray(plan))[1], b, True)
-    monkeypatch.setattr(A, "_CHUNK_BYTES", 4000)  # several chunks, the last one padded
+    monkeypatch.setattr(A, "_CHUNK_BYTES", 4000)
+    monkeypatch.setattr(A.jax, "default_backend", lambda: platform)
     got = A.fast_block_sparse_attention(q, k, v, mask, jnp.asarray(merged.key_blocks[1]),
                                         jnp.asarray(merged.slot_bias[1], jnp.float32), b)  # fmt: skip
     assert_close(got, ref)

@@ -1,0 +1,439 @@
+"""GPU checks and benchmarks: the FlexAttention path's results, then its speed and memory on CUDA.
+
+    python benchmarks/gpu.py                      # on a CUDA machine: checks, then 4096 and 16384 in bf16
+    python benchmarks/gpu.py --smoke              # tiny sizes on whatever device there is (harness check)
+
+Sections, each independent (a failing one is reported and the rest still run):
+  check     fp32 and bf16 results of the flex paths against the gather path, the full layout and
+            transformers 4.57.6 on the same device (kernel and a two-layer base-width model, padded).
+  attention the block-sparse kernel alone: ours (flex, both treatments of the global rows; gather) vs dense
+            ``scaled_dot_product_attention`` vs transformers' block-sparse kernel.
+  model     ``BigBirdModel`` with one encoder layer, forward, ours vs transformers' block-sparse model; and
+            one training step (forward + backward) at 4096.
+  flax      our Flax backend on the GPU: results against the torch backend, kernel and model timings
+            against dense ``jax.nn.dot_product_attention`` and transformers' Flax model.
+Times are medians (CUDA events for torch, host clock after ``block_until_ready`` for JAX); memory is the
+peak allocated by the workload above what was allocated before it (torch), or XLA's compiled temp size (JAX).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # share the GPU with torch
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import base_config, hf_config  # noqa: E402
+
+RESULTS: dict = {"rows": [], "checks": [], "errors": []}
+
+
+def log(*parts) -> None:
+    print(*parts, flush=True)
+
+
+def save(path: str) -> None:
+    with open(path, "w") as fh:
+        json.dump(RESULTS, fh, indent=2)
+
+
+def rel(a, b) -> float:
+    """max |a - b| / max |b| in float64."""
+    a, b = (np.asarray(x.detach().float().cpu() if hasattr(x, "detach") else x, np.float64) for x in (a, b))
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def check(name: str, value: float, tol: float) -> None:
+    ok = bool(value <= tol)
+    RESULTS["checks"].append(dict(name=name, rel=value, tol=tol, ok=ok))
+    log(f"check {name:58} rel {value:9.2e}  tol {tol:7.0e}  {'ok' if ok else 'FAIL'}")
+
+
+# --------------------------------------------------------------------------------------------- timing
+def torch_time(fn, device) -> float:
+    """Median ms of ``fn`` (CUDA events through triton's do_bench, or the host clock on the CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        from triton.testing import do_bench
+
+        return float(do_bench(fn, warmup=50, rep=300, return_mode="median"))
+    fn()
+    samples = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    torch.cuda.synchronize() if device.type == "cuda" else None
+    return statistics.median(samples)
+
+
+def torch_peak_mib(fn, device) -> float | None:
+    import torch
+
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def jax_time(fn, reps: int = 20) -> float:
+    fn()
+    fn()
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
+
+
+def row(kind, impl, seq, dtype, ms, mib=None, **extra) -> None:
+    RESULTS["rows"].append(dict(kind=kind, impl=impl, seq=seq, dtype=dtype, ms=ms, mib=mib, **extra))
+    mem = f"  {mib:9.1f} MiB" if mib is not None else ""
+    log(f"{kind:10} {impl:26} {seq:6} {dtype:8} {ms:10.3f} ms{mem}")
+
+
+# ------------------------------------------------------------------------------------------- sections
+def kernel_inputs(config, seq, dtype, device, batch=1, pad=0, seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, config.num_attention_heads, seq, config.head_dim)
+    q, k, v = (torch.randn(shape, generator=g).to(device=device, dtype=dtype) for _ in range(3))
+    mask = torch.ones(batch, seq, device=device, dtype=dtype)
+    if pad:
+        mask[-1, -pad:] = 0
+    return q, k, v, mask
+
+
+def layout_for(config, seq, device, training=False):
+    import torch
+    from bigbird_core.layout import block_layout
+    from bigbird_core.plans import make_plan
+    from bigbird_torch.attention import LayoutTensors
+
+    plan = make_plan(config, seq // config.block_size, training=training)
+    return LayoutTensors.build(block_layout(plan, config.block_size), torch.device(device))
+
+
+def section_check(args, device, config, tmp) -> None:
+    """Results of the flex paths on this device: kernel (values, gradients) and a padded two-layer model."""
+    import bigbird_torch.attention as A
+    import torch
+
+    seq = args.check_seq
+    for training in (False, True):
+        lay = layout_for(config, seq, device, training)
+        q, k, v, mask = kernel_inputs(config, seq, torch.float32, device, batch=2, pad=77)
+        for t in (q, k, v):
+            t.requires_grad_(True)
+        ref, _ = A._block_sparse_with_probs(q, k, v, mask, lay, 0)
+        w = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3)).to(device)
+        ref_g = torch.autograd.grad((ref * w).sum(), (q, k, v))
+        gather = A.fast_block_sparse_attention(q, k, v, mask, lay, 0)
+        check(f"kernel gather fp32 train={training}", rel(gather, ref), 1e-5)
+        for rows in ("dense", "flex"):
+            qkv = (
+                (q, k, v) if device.type == "cuda" else (q.detach(), k.detach(), v.detach())
+            )  # no CPU backward
+            got = A.flex_block_sparse_attention(*qkv, mask, lay, 0, rows)
+            check(f"kernel flex[{rows}] fp32 train={training}", rel(got, ref), 1e-5)
+            if device.type == "cuda":
+                got_g = torch.autograd.grad((got * w).sum(), (q, k, v))
+                check(f"kernel flex[{rows}] fp32 grad q,k,v train={training}",
+                      max(rel(a, b) for a, b in zip(got_g, ref_g, strict=True)), 1e-4)  # fmt: skip
+        with torch.no_grad():
+            qb, kb, vb, mb = (x.detach().to(torch.bfloat16) for x in (q, k, v, mask))
+            for rows in ("dense", "flex"):
+                got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0, rows)
+                check(f"kernel flex[{rows}] bf16 vs fp32 train={training}", rel(got, ref), 2e-2)
+
+    import transformers
+
+    import bigbird_torch
+
+    cfg = config.replace(num_hidden_layers=2, max_position_embeddings=seq)
+    path = os.path.join(tmp, "check")
+    bigbird_torch.BigBirdModel(cfg, seed=0).save_pretrained(path)
+    ids = torch.as_tensor(np.random.default_rng(0).integers(5, cfg.vocab_size, (2, seq - 37)), device=device)
+    attn = torch.ones_like(ids)
+    attn[1, -200:] = 0
+    theirs = transformers.BigBirdModel.from_pretrained(path).to(device).eval()
+    with torch.no_grad():
+        ref = theirs(input_ids=ids, attention_mask=attn).last_hidden_state
+    del theirs
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 5e-2)):
+        ours = bigbird_torch.BigBirdModel.from_pretrained(path, torch_dtype=dtype).to(device).eval()
+        for kernel in ("gather", "flex"):
+            previous = A.set_block_sparse_kernel(kernel)
+            try:
+                with torch.no_grad():
+                    out = ours(input_ids=ids, attention_mask=attn).last_hidden_state
+            finally:
+                A.set_block_sparse_kernel(previous)
+            name = str(dtype).split(".")[-1]
+            check(
+                f"model {kernel} {name} vs transformers (valid rows)",
+                rel(out[attn.bool()], ref[attn.bool()]),
+                tol,
+            )
+    RESULTS["check_model_path"] = path
+
+
+def section_attention(args, device, config) -> None:
+    import torch
+
+    for seq in args.seqs:
+        for dtype in args.dtypes:
+            fns = attention_fns(config, seq, getattr(torch, dtype), device)
+            with torch.no_grad():
+                for impl, fn in fns.items():
+                    row("attention", impl, seq, dtype, torch_time(fn, device), torch_peak_mib(fn, device))
+
+
+def attention_fns(config, seq, tdt, device) -> dict:
+    """The kernels timed side by side, on the same q, k, v (batch 1, no padding)."""
+    import torch.nn.functional as F
+
+    import bigbird_torch.attention as A
+
+    H, d, b, r = config.num_attention_heads, config.head_dim, config.block_size, config.num_random_blocks
+    lay = layout_for(config, seq, device)
+    q, k, v, mask = kernel_inputs(config, seq, tdt, device)
+    fns = {
+        "ours-flex[dense-global]": lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0, "dense"),
+        "ours-flex[flex-global]": lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0, "flex"),
+        "ours-gather": lambda: A.fast_block_sparse_attention(q, k, v, mask, lay, 0),
+        "dense-sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
+    }
+    try:
+        from transformers.models.big_bird.modeling_big_bird import BigBirdBlockSparseAttention
+        from transformers.models.big_bird.modeling_big_bird import BigBirdModel as HFModel
+
+        att = BigBirdBlockSparseAttention(hf_config(config), seed=0).eval()
+        blocked, band, from_mask, to_mask = HFModel.create_masks_for_block_sparse_attn(mask, b)
+        fns["transformers"] = lambda: att.bigbird_block_sparse_attention(
+            q, k, v, band, from_mask, to_mask, blocked, blocked, H, r, d, b, b, 1, seq, seq, seed=0,
+            plan_from_length=None, plan_num_rand_blocks=None, output_attentions=False)[0]  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - a missing oracle leaves the other rows
+        RESULTS["errors"].append(f"transformers attention {seq}: {exc!r}")
+    return fns
+
+
+def section_model(args, device, config, tmp) -> None:
+    import bigbird_torch
+    import torch
+
+    path = os.path.join(tmp, "bench")
+    bigbird_torch.BigBirdModel(config, seed=0).save_pretrained(path)
+    for seq in args.seqs:
+        for dtype in args.dtypes:
+            for kind, impl, fn in model_fns(
+                config, seq, getattr(torch, dtype), device, path, seq == args.train_seq
+            ):
+                row(kind, impl, seq, dtype, torch_time(fn, device), torch_peak_mib(fn, device))
+            torch.cuda.empty_cache() if device.type == "cuda" else None
+
+
+def model_fns(config, seq, tdt, device, path, train: bool) -> list:
+    """(kind, impl, fn): one-layer forward of ours and transformers', and when ``train`` a training step."""
+    import transformers
+
+    import bigbird_torch
+    import torch
+
+    ids = torch.as_tensor(np.random.default_rng(1).integers(5, config.vocab_size, (1, seq)), device=device)
+    models = {
+        "ours": bigbird_torch.BigBirdModel.from_pretrained(path, torch_dtype=tdt).to(device).eval(),
+        "transformers": transformers.BigBirdModel.from_pretrained(path, torch_dtype=tdt).to(device).eval(),
+    }
+
+    def forward(model):
+        with torch.no_grad():
+            return model(input_ids=ids).last_hidden_state
+
+    def step(model):
+        model.zero_grad(set_to_none=True)
+        model(input_ids=ids).last_hidden_state.float().sum().backward()
+
+    out = [("model", impl, lambda m=m: forward(m)) for impl, m in models.items()]
+    if train:
+        out += [("train", impl, lambda m=m: step(m)) for impl, m in models.items()]
+    return out
+
+
+def section_flax(args, config, tmp) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    import bigbird_flax
+    import bigbird_torch
+
+    log(f"jax {jax.__version__} on {jax.devices()}")
+    RESULTS["jax"] = f"{jax.__version__} {jax.devices()[0].device_kind}"
+
+    # results: Flax on this device against the torch backend (CPU, float32) on a padded two-layer model
+    seq = args.check_seq
+    cfg = config.replace(num_hidden_layers=2, max_position_embeddings=seq)
+    path = os.path.join(tmp, "flax-check")
+    torch_model = bigbird_torch.BigBirdModel(cfg, seed=0).eval()
+    torch_model.save_pretrained(path)
+    ids = np.random.default_rng(0).integers(5, cfg.vocab_size, (2, seq - 37))
+    attn = np.ones_like(ids)
+    attn[1, -200:] = 0
+    import torch
+
+    with torch.no_grad():
+        ref = torch_model(
+            input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(attn)
+        ).last_hidden_state
+    valid = attn.astype(bool)
+    # fp32 matmuls on NVIDIA GPUs default to TF32 in XLA: strict parity asks for "highest"
+    for dtype, precision, tol in ((jnp.float32, "highest", 1e-5), (jnp.float32, "default", 1e-2),
+                                  (jnp.bfloat16, "default", 5e-2)):  # fmt: skip
+        with jax.default_matmul_precision(precision):
+            model = bigbird_flax.FlaxBigBirdModel.from_pretrained(path, dtype=dtype)
+            out = model(jnp.asarray(ids), attention_mask=jnp.asarray(attn)).last_hidden_state
+        check(f"flax model {jnp.dtype(dtype).name} precision={precision} vs torch backend (valid rows)",
+              rel(np.asarray(out, np.float32)[valid], ref.numpy()[valid]), tol)  # fmt: skip
+
+    bench_path = os.path.join(tmp, "flax-bench")
+    bigbird_torch.BigBirdModel(config, seed=0).save_pretrained(bench_path)
+    for seq in args.seqs:
+        for dtype in args.dtypes:
+            for kind, impl, fn, fargs in flax_fns(config, seq, getattr(jnp, dtype), bench_path):
+                try:
+                    temp = fn.lower(*fargs).compile().memory_analysis()
+                    mib = temp.temp_size_in_bytes / 2**20 if temp is not None else None
+                    row(
+                        kind,
+                        impl,
+                        seq,
+                        dtype,
+                        jax_time(lambda f=fn, a=fargs: f(*a).block_until_ready(), 10),
+                        mib,
+                    )
+                except Exception as exc:  # noqa: BLE001 - transformers' Flax model may not run on this flax
+                    RESULTS["errors"].append(f"{impl} {kind} {seq} {dtype}: {exc!r}")
+                    log(f"error: {impl} {kind} {seq} {dtype}: {exc!r}")
+
+
+def flax_fns(config, seq, jdt, path) -> list:
+    """(kind, impl, jitted fn, args): our Flax kernel vs dense attention, our Flax model vs transformers'."""
+    import jax
+    import jax.numpy as jnp
+
+    import bigbird_flax
+    from bigbird_core.layout import block_layout, compact_slots
+    from bigbird_core.plans import make_plan
+    from bigbird_flax.attention import fast_block_sparse_attention
+
+    H, d, b = config.num_attention_heads, config.head_dim, config.block_size
+    key = jax.random.PRNGKey(0)
+    q, k, v = (jax.random.normal(jax.random.fold_in(key, i), (1, H, seq, d), jdt) for i in range(3))
+    mask = jnp.ones((1, seq), jdt)
+    merged = compact_slots(block_layout(make_plan(config, seq // b, training=False), b))
+    blocks, bias = jnp.asarray(merged.key_blocks[0]), jnp.asarray(merged.slot_bias[0], jnp.float32)
+    ours = jax.jit(lambda q, k, v, m: fast_block_sparse_attention(q, k, v, m, blocks, bias, b))
+    dense = jax.jit(lambda q, k, v: jax.nn.dot_product_attention(
+        q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)))  # fmt: skip
+    out = [("attention", "ours-flax", ours, (q, k, v, mask)), ("attention", "dense-jax", dense, (q, k, v))]
+    ids = jnp.asarray(np.random.default_rng(1).integers(5, config.vocab_size, (1, seq)), jnp.int32)
+    models = {"ours-flax": lambda: bigbird_flax.FlaxBigBirdModel.from_pretrained(path, dtype=jdt)}
+    try:
+        import transformers
+
+        models["transformers-flax"] = lambda: transformers.FlaxBigBirdModel.from_pretrained(
+            path, from_pt=True, dtype=jdt
+        )
+    except Exception as exc:  # noqa: BLE001
+        RESULTS["errors"].append(f"transformers Flax: {exc!r}")
+    for impl, load in models.items():
+        try:
+            model = load()
+        except Exception as exc:  # noqa: BLE001 - transformers' Flax model may not load on this flax
+            RESULTS["errors"].append(f"{impl} load: {exc!r}")
+            continue
+        fn = jax.jit(lambda p, m=model: m(ids, params=p).last_hidden_state)
+        out.append(("model", impl, fn, (model.params,)))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, any device: checks the harness")
+    p.add_argument("--seq", default="4096,16384")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--train-seq", type=int, default=4096)
+    p.add_argument("--check-seq", type=int, default=4096)
+    p.add_argument("--sections", default="check,attention,model,flax")
+    p.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = p.parse_args(argv)
+    import bigbird_torch.attention as A
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    hidden, heads, block, vocab = 768, 12, 64, 50358
+    if args.smoke:
+        args.seq, args.train_seq, args.check_seq = "1024", 1024, 1024
+        hidden, heads, vocab = 128, 2, 1000
+        if device.type == "cpu":
+            A.set_block_sparse_kernel("flex")  # the eager FlexAttention: checks the harness only
+    args.seqs = [int(s) for s in args.seq.split(",")]
+    args.dtypes = args.dtype.split(",")
+    ns = argparse.Namespace(
+        hidden=hidden, heads=heads, layers=1, block=block, vocab=vocab, seqs=args.seqs + [args.check_seq]
+    )
+    config = base_config(ns)
+    RESULTS.update(device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu", torch=torch.__version__,
+                   flex=A.flex_available(), date=time.strftime("%Y-%m-%d"), config=dict(hidden=hidden, heads=heads,
+                   block=block, r=config.num_random_blocks, layers=1))  # fmt: skip
+    try:
+        import transformers
+
+        RESULTS["transformers"] = transformers.__version__
+    except ImportError as exc:
+        RESULTS["errors"].append(f"transformers: {exc!r}")
+    log(json.dumps({k: v for k, v in RESULTS.items() if k not in ("rows", "checks")}))
+    out = os.path.join(args.out, "gpu.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.sections.split(","):
+            t0 = time.perf_counter()
+            log(f"--- {name}")
+            try:
+                if name == "check":
+                    section_check(args, device, config, tmp)
+                elif name == "attention":
+                    section_attention(args, device, config)
+                elif name == "model":
+                    section_model(args, device, config, tmp)
+                elif name == "flax":
+                    section_flax(args, config, tmp)
+            except Exception:  # noqa: BLE001 - report and go on with the next section
+                RESULTS["errors"].append(f"{name}: {traceback.format_exc()}")
+                log(traceback.format_exc())
+            log(f"--- {name}: {time.perf_counter() - t0:.1f} s")
+            save(out)
+    log(
+        f"wrote {out}; {sum(not c['ok'] for c in RESULTS['checks'])} failed checks, {len(RESULTS['errors'])} errors"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
