@@ -105,7 +105,7 @@ def jax_time(fn, reps: int = 20) -> float:
 def row(kind, impl, seq, dtype, ms, mib=None, **extra) -> None:
     RESULTS["rows"].append(dict(kind=kind, impl=impl, seq=seq, dtype=dtype, ms=ms, mib=mib, **extra))
     mem = f"  {mib:9.1f} MiB" if mib is not None else ""
-    log(f"{kind:10} {impl:26} {seq:6} {dtype:8} {ms:10.3f} ms{mem}")
+    log(f"{kind:10} {impl:32} {seq:6} {dtype:8} {ms:10.3f} ms{mem}")
 
 
 # ------------------------------------------------------------------------------------------- sections
@@ -215,9 +215,22 @@ def attention_fns(config, seq, tdt, device) -> dict:
     H, d, b, r = config.num_attention_heads, config.head_dim, config.block_size, config.num_random_blocks
     lay = layout_for(config, seq, device)
     q, k, v, mask = kernel_inputs(config, seq, tdt, device)
+
+    def flex(scope, rows):
+        def run():
+            A.FLEX_COMPILE = scope
+            try:
+                return A.flex_block_sparse_attention(q, k, v, mask, lay, 0, rows)
+            finally:
+                A.FLEX_COMPILE = "body"
+
+        return run
+
     fns = {
-        "ours-flex[dense-global]": lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0, "dense"),
-        "ours-flex[flex-global]": lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0, "flex"),
+        "ours-flex[body,dense-global]": flex("body", "dense"),
+        "ours-flex[body,flex-global]": flex("body", "flex"),
+        "ours-flex[kernel,dense-global]": flex("kernel", "dense"),
+        "ours-flex[kernel,flex-global]": flex("kernel", "flex"),
         "ours-gather": lambda: A.fast_block_sparse_attention(q, k, v, mask, lay, 0),
         "dense-sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
     }
@@ -381,7 +394,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--train-seq", type=int, default=4096)
     p.add_argument("--check-seq", type=int, default=4096)
-    p.add_argument("--sections", default="check,attention,model,flax")
+    p.add_argument("--sections", default="attention,model,check,flax")
     p.add_argument("--out", default=os.environ.get("OUT", "."))
     args = p.parse_args(argv)
     import bigbird_torch.attention as A
@@ -423,6 +436,7 @@ def main(argv=None) -> int:
                 elif name == "model":
                     section_model(args, device, config, tmp)
                 elif name == "flax":
+                    torch.cuda.empty_cache() if device.type == "cuda" else None
                     section_flax(args, config, tmp)
             except Exception:  # noqa: BLE001 - report and go on with the next section
                 RESULTS["errors"].append(f"{name}: {traceback.format_exc()}")

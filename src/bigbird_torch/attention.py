@@ -194,22 +194,26 @@ def flex_kernel_options(block_size: int) -> dict | None:
             "bwd_BLOCK_M2": tile, "bwd_BLOCK_N2": half}  # fmt: skip
 
 
-_compiled_flex = None
-
-
-def _flex_kernel(device: torch.device, block_size: int):
-    """The compiled ``flex_attention`` and its tile sizes on CUDA; the eager one elsewhere."""
-    global _compiled_flex
-    from torch.nn.attention.flex_attention import flex_attention
-
-    if device.type != "cuda":
-        return flex_attention, None
-    if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex_attention, dynamic=False)
-    return _compiled_flex, flex_kernel_options(block_size)
-
-
 FLEX_GLOBAL_ROWS = "dense"  # "dense": global query blocks as one matmul-softmax; "flex": inside FlexAttention
+FLEX_COMPILE = "body"  # on CUDA, compile the whole attention ("body") or flex_attention alone ("kernel")
+RECOMPILE_LIMIT = 64  # compiled variants (shape, dtype, grad mode) before dynamo would fall back to eager
+_compiled: dict[str, object] = {}
+
+
+def _compiled_fn(scope: str):
+    """``torch.compile`` of the attention body or of ``flex_attention`` alone, made once per process.
+
+    Each (shape, dtype, grad mode) is one compiled variant; past dynamo's recompile limit it would run the
+    eager FlexAttention, which materialises dense scores, so the limit is raised to :data:`RECOMPILE_LIMIT`.
+    """
+    if scope not in _compiled:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+        _compiled[scope] = torch.compile(_flex_body if scope == "body" else flex_attention, dynamic=False)
+    return _compiled[scope]
 
 
 def flex_block_sparse_attention(
@@ -223,6 +227,7 @@ def flex_block_sparse_attention(
     same kernel (each of their tiles then walks every key block alone: the kernel's longest tail);
     ``"dense"`` runs them as one parallel matmul-softmax over all keys and the middle rows through
     FlexAttention. Same results as :func:`fast_block_sparse_attention` (one softmax over the merged slots).
+    On CUDA it runs compiled (:data:`FLEX_COMPILE`); elsewhere the eager FlexAttention (dense scores).
 
     Returns:
         context ``(batch, heads, L, d)``, padded query rows zeroed.
@@ -233,12 +238,28 @@ def flex_block_sparse_attention(
     first = 1 if global_rows == "dense" else 0
     block_mask, block_bias = layout.flex(layer, first)
     b = layout.layout.block_size
+    if not q.is_cuda:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        return _flex_body(q, k, v, mask, block_mask, block_bias, b, first, None, flex_attention)
+    options = flex_kernel_options(b)
+    if FLEX_COMPILE == "body":
+        return _compiled_fn("body")(q, k, v, mask, block_mask, block_bias, b, first, options)
+    return _flex_body(q, k, v, mask, block_mask, block_bias, b, first, options, _compiled_fn("kernel"))
+
+
+def _flex_body(
+    q, k, v, mask, block_mask, block_bias, b: int, first: int, options, kernel=None
+) -> torch.Tensor:
+    """:func:`flex_block_sparse_attention` after its checks; ``first`` = 1 keeps the global rows out of
+    FlexAttention. ``kernel``: the ``flex_attention`` to call (default: the plain one, when compiled whole)."""
+    if kernel is None:
+        from torch.nn.attention.flex_attention import flex_attention as kernel
     key_bias = (1.0 - mask.to(torch.float32)) * BLOCK_SPARSE_PENALTY  # (B, L)
 
     def bias_mod(score, batch, head, q_idx, kv_idx):
         return score + key_bias[batch, kv_idx] + block_bias[head, q_idx // b + first, kv_idx // b]
 
-    kernel, options = _flex_kernel(q.device, b)
     if first == 0:
         ctx = kernel(q, k, v, score_mod=bias_mod, block_mask=block_mask, kernel_options=options)
     else:
