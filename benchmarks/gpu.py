@@ -201,9 +201,26 @@ def section_attention(args, device, config) -> None:
     for seq in args.seqs:
         for dtype in args.dtypes:
             fns = attention_fns(config, seq, getattr(torch, dtype), device)
+            fns = {k: f for k, f in fns.items() if not args.impls or any(k.startswith(p) for p in args.impls)}
             with torch.no_grad():
                 for impl, fn in fns.items():
                     row("attention", impl, seq, dtype, torch_time(fn, device), torch_peak_mib(fn, device))
+                if args.profile and device.type == "cuda" and seq == max(args.seqs):
+                    profile(next(iter(fns.values())))
+
+
+def profile(fn) -> None:
+    """The CUDA kernels of one call of ``fn``, by time (for the benchmarks README's explanation)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    fn()
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            fn()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60)
+    RESULTS["profile"] = table
+    log(table)
 
 
 def attention_fns(config, seq, tdt, device) -> dict:
@@ -254,17 +271,16 @@ def section_model(args, device, config, tmp) -> None:
 
     path = os.path.join(tmp, "bench")
     bigbird_torch.BigBirdModel(config, seed=0).save_pretrained(path)
-    for seq in args.seqs:
-        for dtype in args.dtypes:
-            for kind, impl, fn in model_fns(
-                config, seq, getattr(torch, dtype), device, path, seq == args.train_seq
-            ):
-                row(kind, impl, seq, dtype, torch_time(fn, device), torch_peak_mib(fn, device))
-            torch.cuda.empty_cache() if device.type == "cuda" else None
+    runs = [(seq, dtype, False) for seq in args.seqs for dtype in args.dtypes]
+    runs += [(args.train_seq, dtype, True) for dtype in args.train_dtypes]
+    for seq, dtype, train in runs:
+        for kind, impl, fn in model_fns(config, seq, getattr(torch, dtype), device, path, train):
+            row(kind, impl, seq, dtype, torch_time(fn, device), torch_peak_mib(fn, device))
+        torch.cuda.empty_cache() if device.type == "cuda" else None
 
 
 def model_fns(config, seq, tdt, device, path, train: bool) -> list:
-    """(kind, impl, fn): one-layer forward of ours and transformers', and when ``train`` a training step."""
+    """(kind, impl, fn): one-layer forward of ours and transformers', or with ``train`` a training step."""
     import transformers
 
     import bigbird_torch
@@ -284,10 +300,9 @@ def model_fns(config, seq, tdt, device, path, train: bool) -> list:
         model.zero_grad(set_to_none=True)
         model(input_ids=ids).last_hidden_state.float().sum().backward()
 
-    out = [("model", impl, lambda m=m: forward(m)) for impl, m in models.items()]
     if train:
-        out += [("train", impl, lambda m=m: step(m)) for impl, m in models.items()]
-    return out
+        return [("train", impl, lambda m=m: step(m)) for impl, m in models.items()]
+    return [("model", impl, lambda m=m: forward(m)) for impl, m in models.items()]
 
 
 def section_flax(args, config, tmp) -> None:
@@ -393,6 +408,13 @@ def main(argv=None) -> int:
     p.add_argument("--seq", default="4096,16384")
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--train-seq", type=int, default=4096)
+    p.add_argument("--train-dtype", default="bfloat16,float32")
+    p.add_argument(
+        "--impls", default="", help="attention rows whose name starts with one of these (default all)"
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="CUDA kernels of the first attention row, largest seq"
+    )
     p.add_argument("--check-seq", type=int, default=4096)
     p.add_argument("--sections", default="attention,model,check,flax")
     p.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -409,6 +431,8 @@ def main(argv=None) -> int:
             A.set_block_sparse_kernel("flex")  # the eager FlexAttention: checks the harness only
     args.seqs = [int(s) for s in args.seq.split(",")]
     args.dtypes = args.dtype.split(",")
+    args.train_dtypes = [t for t in args.train_dtype.split(",") if t]
+    args.impls = [i for i in args.impls.split(",") if i]
     ns = argparse.Namespace(
         hidden=hidden, heads=heads, layers=1, block=block, vocab=vocab, seqs=args.seqs + [args.check_seq]
     )

@@ -134,7 +134,7 @@ def block_sparse_attention(
     """
     if output_attentions:
         return _block_sparse_with_probs(q, k, v, mask, layout, layer)
-    if _use_flex(q, layout.layout.block_size):
+    if _use_flex(q, k, layout.layout.block_size):
         return flex_block_sparse_attention(q, k, v, mask, layout, layer), None
     return fast_block_sparse_attention(q, k, v, mask, layout, layer), None
 
@@ -147,7 +147,7 @@ def set_block_sparse_kernel(name: str) -> str:
     """Choose the block-sparse kernel; returns the previous choice.
 
     ``"auto"`` (default): FlexAttention on CUDA when this torch has it and the block size is a multiple
-    of 16, else the gather path.
+    of 16 (half-precision training excepted: see ``_use_flex``), else the gather path.
     ``"gather"``: always the gather path (:func:`fast_block_sparse_attention`).
     ``"flex"``: FlexAttention wherever it can run: compiled on CUDA (as ``"auto"``); on the CPU its eager reference
     implementation (dense scores: for checking, not for speed), which has no backward, so CPU autograd
@@ -169,10 +169,14 @@ def flex_available() -> bool:
     return hasattr(BlockMask, "from_kv_blocks")
 
 
-def _use_flex(q: torch.Tensor, block_size: int) -> bool:
+def _use_flex(q: torch.Tensor, k: torch.Tensor, block_size: int) -> bool:
     if _kernel == "gather":
         return False
     if q.is_cuda:
+        if q.dtype != torch.float32 and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
+            # FlexAttention's backward picks its tiles from a fixed table whose half-precision Hopper entry
+            # (128-wide tiles for head_dim 64, torch 2.11-2.13) no 64-token block admits: it fails to compile
+            return False
         return flex_available() and flex_kernel_options(block_size) is not None
     return _kernel == "flex" and not (torch.is_grad_enabled() and q.requires_grad)
 
