@@ -58,7 +58,8 @@ class LayoutTensors:
         return self.__dict__["_compact"]
 
     def flex(self, layer: int, first_row: int = 0):
-        """FlexAttention's ``BlockMask`` for ``layer`` and the ``(heads, n, n)`` float32 log-multiplicity bias.
+        """FlexAttention's ``BlockMask`` for ``layer`` and the ``(heads, n, n)`` float32 log-multiplicity bias
+        (``None`` when no row repeats a block).
 
         Every listed block is a full block; off CUDA the mask's ``mask_mod`` states the same layout for the
         eager implementation. ``first_row=1``: query blocks 1..n-2 only (the middle rows), against all keys.
@@ -83,7 +84,9 @@ class LayoutTensors:
                 torch.zeros_like(counts), torch.zeros_like(indices), counts, indices, BLOCK_SIZE=b,
                 mask_mod=None if device.type == "cuda" else layout_mask,
             )  # fmt: skip
-            cache[(layer, first_row)] = (block_mask, torch.as_tensor(lists.bias, device=device))
+            # without repeated blocks the bias is all zeros: no per-score table lookup (5.6x faster kernel)
+            bias = torch.as_tensor(lists.bias, device=device) if lists.bias.any() else None
+            cache[(layer, first_row)] = (block_mask, bias)
         return cache[(layer, first_row)]
 
 
@@ -261,13 +264,22 @@ def _flex_body(
         from torch.nn.attention.flex_attention import flex_attention as kernel
     key_bias = (1.0 - mask.to(torch.float32)) * BLOCK_SPARSE_PENALTY  # (B, L)
 
-    def bias_mod(score, batch, head, q_idx, kv_idx):
-        return score + key_bias[batch, kv_idx] + block_bias[head, q_idx // b + first, kv_idx // b]
+    if block_bias is None:  # no repeated blocks; a table lookup per score costs 5/6 of the kernel (H100)
+
+        def score_mod(score, batch, head, q_idx, kv_idx):
+            return score + key_bias[batch, kv_idx]
+
+    else:
+
+        def score_mod(score, batch, head, q_idx, kv_idx):
+            return score + key_bias[batch, kv_idx] + block_bias[head, q_idx // b + first, kv_idx // b]
 
     if first == 0:
-        ctx = kernel(q, k, v, score_mod=bias_mod, block_mask=block_mask, kernel_options=options)
+        ctx = kernel(q, k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options)
     else:
-        m_ctx = kernel(q[:, :, b:-b], k, v, score_mod=bias_mod, block_mask=block_mask, kernel_options=options)
+        m_ctx = kernel(
+            q[:, :, b:-b], k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options
+        )
         scale = 1.0 / math.sqrt(q.shape[-1])
         g_ctx = _global_rows(q * scale, k, v, key_bias.to(_softmax_dtype(q.dtype)), b)  # (B, H, 2b, d)
         ctx = torch.cat([g_ctx[:, :, :b], m_ctx, g_ctx[:, :, b:]], dim=2)
