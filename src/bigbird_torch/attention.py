@@ -281,20 +281,35 @@ def _flex_body(
             q[:, :, b:-b], k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options
         )
         scale = 1.0 / math.sqrt(q.shape[-1])
-        g_ctx = _global_rows(q * scale, k, v, key_bias.to(_softmax_dtype(q.dtype)), b)  # (B, H, 2b, d)
+        g_ctx = _global_rows(q, k, v, key_bias.to(_softmax_dtype(q.dtype)), b, scale)  # (B, H, 2b, d)
         ctx = torch.cat([g_ctx[:, :, :b], m_ctx, g_ctx[:, :, b:]], dim=2)
     return ctx * mask[:, None, :, None].to(ctx.dtype)
 
 
-def _global_rows(
-    qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_bias: torch.Tensor, b: int
-) -> torch.Tensor:
-    """Query blocks 0 and n-1 (``qs`` pre-scaled) against every key: ``(B, H, 2b, d)``."""
-    g_q = torch.cat([qs[:, :, :b], qs[:, :, -b:]], dim=2)  # (B, H, 2b, d)
-    g_scores = (
-        torch.matmul(g_q, k.transpose(-1, -2)).to(key_bias.dtype) + key_bias[:, None, None, :]
-    )  # (B, H, 2b, L)
-    return torch.matmul(torch.softmax(g_scores, dim=-1).to(v.dtype), v)
+def _global_rows(q, k, v, key_bias: torch.Tensor, b: int, scale: float) -> torch.Tensor:
+    """Query blocks 0 and n-1 against every key, ``key_bias`` in the softmax dtype: ``(B, H, 2b, d)``."""
+    g_q = torch.cat([q[:, :, :b], q[:, :, -b:]], dim=2)  # (B, H, 2b, d)
+    scores = torch.matmul(g_q, k.transpose(-1, -2)).to(key_bias.dtype)  # (B, H, 2b, L)
+    scores = torch.add(key_bias[:, None, None, :], scores, alpha=scale)
+    return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
+
+
+def _global_rows_in_chunks(q, k, v, key_bias: torch.Tensor, b: int, scale: float) -> torch.Tensor:
+    """:func:`_global_rows` for CPU inference: (batch, head) items in chunks whose scores stay in cache."""
+    batch, heads, length, d = k.shape
+    g_q = torch.cat([q[:, :, :b], q[:, :, -b:]], dim=2).view(batch * heads, 2 * b, d)
+    k_t, v_i = k.view(batch * heads, length, d).transpose(1, 2), v.view(batch * heads, length, d)
+    bias = key_bias[:, None, None, :].expand(batch, heads, 1, length).reshape(batch * heads, 1, length)
+    out = torch.empty(batch * heads, 2 * b, d, dtype=v.dtype)
+    chunk = max(1, _CHUNK_BYTES // (2 * b * length * 4))
+    for s0 in range(0, batch * heads, chunk):
+        part = slice(s0, s0 + chunk)
+        if key_bias.dtype == q.dtype:
+            scores = torch.baddbmm(bias[part], g_q[part], k_t[part], alpha=scale)  # (chunk, 2b, L)
+        else:
+            scores = torch.add(bias[part], torch.bmm(g_q[part], k_t[part]).to(key_bias.dtype), alpha=scale)
+        torch.bmm(torch.softmax(scores, dim=-1).to(v.dtype), v_i[part], out=out[part])
+    return out.view(batch, heads, 2 * b, d)
 
 
 def fast_block_sparse_attention(
@@ -309,10 +324,15 @@ def fast_block_sparse_attention(
     batch, heads, length, d = q.shape
     n, b = layout.layout.num_blocks, layout.layout.block_size
     sdt = _softmax_dtype(q.dtype)
+    scale = 1.0 / math.sqrt(d)
+    k, v = k.contiguous(), v.contiguous()  # rows of blocks are views of these
     key_bias = (1.0 - mask.to(sdt)) * BLOCK_SPARSE_PENALTY  # (B, L)
-    qs = q * (1.0 / math.sqrt(d))
-
-    g_ctx = _global_rows(qs, k, v, key_bias, b)  # global query blocks 0 and n-1 against every key
+    cpu_inference = q.device.type == "cpu" and not (
+        torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+    )
+    g_ctx = (_global_rows_in_chunks if cpu_inference else _global_rows)(
+        q, k, v, key_bias, b, scale
+    )  # (B, H, 2b, d)
 
     # middle query blocks against their merged slots
     blocks, slot_bias = layout.compact
@@ -322,36 +342,42 @@ def fast_block_sparse_attention(
     flat = (items + idx[None]).view(-1, slots)  # (B*H*(n-2), S'): rows of k viewed as (B*H*n, b, d)
     bias = key_bias.view(batch, n, b)[:, idx] + slot_bias[layer][None, :, :, :, None]  # (B, H, n-2, S', b)
     bias = bias.view(-1, 1, slots * b)  # (B*H*(n-2), 1, S'b)
-    m_q = qs[:, :, b:-b].reshape(-1, b, d)  # (B*H*(n-2), b, d)
-    k_rows, v_rows = k.reshape(-1, b, d), v.reshape(-1, b, d)  # (B*H*n, b, d)
-    chunk = m_q.shape[0]
-    if q.device.type == "cpu" and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)):
-        # inference on CPU: cache-sized chunks of rows keep scores and probabilities in L2
-        chunk = max(1, _CHUNK_BYTES // (b * slots * b * q.element_size()))
-    pieces = [
-        _middle_rows(m_q[s0 : s0 + chunk], k_rows, v_rows, flat[s0 : s0 + chunk], bias[s0 : s0 + chunk], sdt)
-        for s0 in range(0, m_q.shape[0], chunk)
-    ]
-    m_ctx = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)  # (B*H*(n-2), b, d)
+    m_q = q[:, :, b:-b].reshape(-1, b, d)  # (B*H*(n-2), b, d)
+    k_rows, v_rows = k.view(-1, b, d), v.view(-1, b, d)  # (B*H*n, b, d)
+    keep = mask[:, None, :, None].to(v.dtype)  # zeroes the rows of padded queries
+    if not cpu_inference:
+        m_ctx = _middle_rows(m_q, k_rows, v_rows, flat, bias, sdt, scale)  # (B*H*(n-2), b, d)
+        ctx = torch.cat([g_ctx[:, :, :b], m_ctx.view(batch, heads, rows * b, d), g_ctx[:, :, b:]], dim=2)
+        return ctx * keep  # (B, H, L, d)
 
-    ctx = torch.cat([g_ctx[:, :, :b], m_ctx.view(batch, heads, rows * b, d), g_ctx[:, :, b:]], dim=2)
-    return ctx * mask[:, None, :, None].to(ctx.dtype)  # (B, H, L, d)
+    # inference on CPU: cache-sized chunks of rows keep scores and probabilities in L2, every result is
+    # written once into its place
+    chunk = max(1, _CHUNK_BYTES // (b * slots * b * q.element_size()))
+    m_ctx = torch.empty(m_q.shape, dtype=v.dtype)
+    for s0 in range(0, m_q.shape[0], chunk):
+        part = slice(s0, s0 + chunk)
+        _middle_rows(m_q[part], k_rows, v_rows, flat[part], bias[part], sdt, scale, out=m_ctx[part])
+    out = torch.empty(batch, heads, length, d, dtype=v.dtype)
+    torch.mul(g_ctx[:, :, :b], keep[:, :, :b], out=out[:, :, :b])
+    torch.mul(m_ctx.view(batch, heads, rows * b, d), keep[:, :, b:-b], out=out[:, :, b:-b])
+    torch.mul(g_ctx[:, :, b:], keep[:, :, -b:], out=out[:, :, -b:])
+    return out
 
 
 _CHUNK_BYTES = 1 << 21  # scores per chunk of middle rows in CPU inference
 
 
-def _middle_rows(m_q, k_rows, v_rows, flat, bias, sdt):
+def _middle_rows(m_q, k_rows, v_rows, flat, bias, sdt, scale: float, out=None):
     """Attention of a set of middle rows over their gathered slots: ``(rows, b, d)``."""
     rows, slots = flat.shape
     b, d = k_rows.shape[1:]
     k_g = k_rows.index_select(0, flat.reshape(-1)).view(rows, slots * b, d)  # (rows, S'b, d)
     v_g = v_rows.index_select(0, flat.reshape(-1)).view(rows, slots * b, d)
     if sdt == m_q.dtype:
-        scores = torch.baddbmm(bias, m_q, k_g.transpose(1, 2))  # (rows, b, S'b)
+        scores = torch.baddbmm(bias, m_q, k_g.transpose(1, 2), alpha=scale)  # (rows, b, S'b)
     else:
-        scores = torch.bmm(m_q, k_g.transpose(1, 2)).to(sdt) + bias
-    return torch.bmm(torch.softmax(scores, dim=-1).to(v_rows.dtype), v_g)
+        scores = torch.bmm(m_q, k_g.transpose(1, 2)).to(sdt) * scale + bias
+    return torch.bmm(torch.softmax(scores, dim=-1).to(v_rows.dtype), v_g, out=out)
 
 
 def _block_sparse_with_probs(

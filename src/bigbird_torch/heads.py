@@ -78,7 +78,8 @@ class BigBirdPreTrainedModel(nn.Module):
             model = cls(config, add_pooling_layer=add_pooling_layer, _init=False)
         params, report = match_state_dict(model.config, cls.head, state, seed=seed,
                                           add_pooling_layer=model.add_pooling_layer, dtype="float32")  # fmt: skip
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
+        # writable and contiguous (memory-mapped checkpoint arrays are read-only): the model owns its weights
+        tensors = {k: torch.from_numpy(np.require(v, requirements=["C", "W"])) for k, v in params.items()}
         model.load_state_dict(tensors, strict=True, assign=True)
         model.load_report = report
         if torch_dtype is not None:
