@@ -161,12 +161,13 @@ def build(kind: str, impl: str, config, seq: int, dtype: str, directory: str):
 
 # ------------------------------------------------------------------------------------------- running
 def time_interleaved(fns: dict, reps: int) -> dict[str, float]:
-    """Median ms per implementation; every repetition runs each implementation once, in turn."""
+    """Median ms per implementation; every repetition runs each implementation once, in turn, the order
+    reversed every other repetition so that no implementation always follows the same one."""
     for fn in fns.values():
         fn()  # warm-up (and jit compilation)
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
+    for rep in range(reps):
+        for name, fn in list(fns.items())[:: 1 if rep % 2 == 0 else -1]:
             t0 = time.perf_counter()
             fn()
             samples[name].append((time.perf_counter() - t0) * 1000)
@@ -263,7 +264,9 @@ def main(argv=None) -> int:
                     if kind == "train" and dtype != "float32":
                         continue
                     fns = {impl: build(kind, impl, config, seq, dtype, tmp) for impl in impls}
-                    ms = time_interleaved(fns, args.reps)
+                    ms = {}  # each framework's pair side by side (XLA's idle threads slow whoever follows JAX)
+                    for pair in PAIRS.values():
+                        ms.update(time_interleaved({i: fns[i] for i in pair if i in fns}, args.reps))
                     mem = (
                         {i: peak_rss_mib(kind, i, seq, dtype, tmp, args) for i in impls}
                         if args.memory
