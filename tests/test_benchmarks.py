@@ -33,3 +33,17 @@ def test_benchmark_memory_smoke(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     row = json.loads(out_json.read_text())["rows"][0]
     assert row["ours_mib"] > 10 and row["theirs_mib"] > 10
+
+
+def test_gpu_harness_smoke(tmp_path):
+    """gpu.py at tiny sizes on this device (CPU: eager FlexAttention): every check passes, every section reports."""
+    gpu = os.path.join(os.path.dirname(BENCH), "gpu.py")
+    run = subprocess.run([sys.executable, "-W", "ignore", gpu, "--smoke", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = json.loads((tmp_path / "gpu.json").read_text())
+    assert data["errors"] == [], data["errors"]
+    assert len(data["checks"]) >= 15 and all(c["ok"] for c in data["checks"]), data["checks"]
+    impls = {(r["kind"], r["impl"]) for r in data["rows"]}
+    assert {("attention", "ours-flex[body,dense-global]"), ("attention", "dense-sdpa"), ("model", "ours"),
+            ("train", "ours"), ("attention", "ours-flax"), ("model", "ours-flax")} <= impls  # fmt: skip

@@ -148,7 +148,11 @@ def test_unknown_global_rows_names_the_argument():
 def test_score_bias_table_only_for_repeated_blocks():
     """Eval plans repeat block 0 (a bias table is needed); seeded train plans repeat nothing (key bias only)."""
     cfg = CFG.replace(random_plan="seeded", plan_seed=1)
-    repeats = A.LayoutTensors.build(block_layout(core.make_plan(CFG, 11, training=False), 8), torch.device("cpu"))
-    distinct = A.LayoutTensors.build(block_layout(core.make_plan(cfg, 11, training=True), 8), torch.device("cpu"))
+    repeats = A.LayoutTensors.build(
+        block_layout(core.make_plan(CFG, 11, training=False), 8), torch.device("cpu")
+    )
+    distinct = A.LayoutTensors.build(
+        block_layout(core.make_plan(cfg, 11, training=True), 8), torch.device("cpu")
+    )
     assert repeats.flex(0)[1] is not None and float(repeats.flex(0)[1].max()) == pytest.approx(np.log(3))
     assert distinct.flex(0)[1] is None
