@@ -77,7 +77,7 @@ def torch_grads(model, inputs, labels, head, weights):
     out = model(**{k: torch.as_tensor(v) for k, v in {**inputs, **labels}.items()})
     loss = (out.last_hidden_state * torch.as_tensor(weights)).sum() if head == "BigBirdModel" else out.loss
     loss.backward()
-    return float(loss), {
+    return float(loss.detach()), {
         k: (p.grad if p.grad is not None else torch.zeros_like(p)).numpy()
         for k, p in model.named_parameters()
     }
