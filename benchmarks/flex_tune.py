@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     lay = A.LayoutTensors.build(
         block_layout(make_plan(cfg, seq // b, training=False), b), torch.device("cuda")
     )
-    block_mask, block_bias = lay.flex(0, 1)
+    block_mask, block_bias = lay.flex(0)
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 12, seq, 64, generator=g).to("cuda", torch.bfloat16) for _ in range(3))
     qm = q[:, :, b:-b]

@@ -61,8 +61,6 @@ def check(name: str, value: float, tol: float) -> None:
 # --------------------------------------------------------------------------------------------- timing
 def torch_time(fn, device) -> float:
     """Median ms of ``fn`` (CUDA events through triton's do_bench, or the host clock on the CPU)."""
-    import torch
-
     if device.type == "cuda":
         from triton.testing import do_bench
 
@@ -73,7 +71,6 @@ def torch_time(fn, device) -> float:
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1000)
-    torch.cuda.synchronize() if device.type == "cuda" else None
     return statistics.median(samples)
 
 
@@ -147,21 +144,17 @@ def section_check(args, device, config, tmp) -> None:
         ref_g = torch.autograd.grad((ref * w).sum(), (q, k, v))
         gather = A.fast_block_sparse_attention(q, k, v, mask, lay, 0)
         check(f"kernel gather fp32 train={training}", rel(gather, ref), 1e-5)
-        for rows in ("dense", "flex"):
-            qkv = (
-                (q, k, v) if device.type == "cuda" else (q.detach(), k.detach(), v.detach())
-            )  # no CPU backward
-            got = A.flex_block_sparse_attention(*qkv, mask, lay, 0, rows)
-            check(f"kernel flex[{rows}] fp32 train={training}", rel(got, ref), 1e-5)
-            if device.type == "cuda":
-                got_g = torch.autograd.grad((got * w).sum(), (q, k, v))
-                check(f"kernel flex[{rows}] fp32 grad q,k,v train={training}",
-                      max(rel(a, b) for a, b in zip(got_g, ref_g, strict=True)), 1e-4)  # fmt: skip
+        qkv = (q, k, v) if device.type == "cuda" else (q.detach(), k.detach(), v.detach())  # no CPU backward
+        got = A.flex_block_sparse_attention(*qkv, mask, lay, 0)
+        check(f"kernel flex fp32 train={training}", rel(got, ref), 1e-5)
+        if device.type == "cuda":
+            got_g = torch.autograd.grad((got * w).sum(), (q, k, v))
+            check(f"kernel flex fp32 grad q,k,v train={training}",
+                  max(rel(a, b) for a, b in zip(got_g, ref_g, strict=True)), 1e-4)  # fmt: skip
         with torch.no_grad():
             qb, kb, vb, mb = (x.detach().to(torch.bfloat16) for x in (q, k, v, mask))
-            for rows in ("dense", "flex"):
-                got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0, rows)
-                check(f"kernel flex[{rows}] bf16 vs fp32 train={training}", rel(got, ref), 2e-2)
+            got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0)
+            check(f"kernel flex bf16 vs fp32 train={training}", rel(got, ref), 2e-2)
 
     import transformers
 
@@ -233,21 +226,8 @@ def attention_fns(config, seq, tdt, device) -> dict:
     lay = layout_for(config, seq, device)
     q, k, v, mask = kernel_inputs(config, seq, tdt, device)
 
-    def flex(scope, rows):
-        def run():
-            A.FLEX_COMPILE = scope
-            try:
-                return A.flex_block_sparse_attention(q, k, v, mask, lay, 0, rows)
-            finally:
-                A.FLEX_COMPILE = "body"
-
-        return run
-
     fns = {
-        "ours-flex[body,dense-global]": flex("body", "dense"),
-        "ours-flex[body,flex-global]": flex("body", "flex"),
-        "ours-flex[kernel,dense-global]": flex("kernel", "dense"),
-        "ours-flex[kernel,flex-global]": flex("kernel", "flex"),
+        "ours-flex": lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0),
         "ours-gather": lambda: A.fast_block_sparse_attention(q, k, v, mask, lay, 0),
         "dense-sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
     }

@@ -57,26 +57,25 @@ class LayoutTensors:
             object.__setattr__(self, "_compact", (blocks, bias))
         return self.__dict__["_compact"]
 
-    def flex(self, layer: int, first_row: int = 0):
-        """FlexAttention's ``BlockMask`` for ``layer`` and the ``(heads, n, n)`` float32 log-multiplicity bias
-        (``None`` when no row repeats a block).
+    def flex(self, layer: int):
+        """FlexAttention's ``BlockMask`` of ``layer``'s middle query blocks (1..n-2) against every key, and
+        the ``(heads, n, n)`` float32 log-multiplicity bias (``None`` when no row repeats a block).
 
         Every listed block is a full block; off CUDA the mask's ``mask_mod`` states the same layout for the
-        eager implementation. ``first_row=1``: query blocks 1..n-2 only (the middle rows), against all keys.
+        eager implementation.
         """
         cache = self.__dict__.setdefault("_flex", {})
-        if (layer, first_row) not in cache:
+        if layer not in cache:
             from torch.nn.attention.flex_attention import BlockMask
 
-            device, b, n = self.key_blocks.device, self.layout.block_size, self.layout.num_blocks
+            device, b = self.key_blocks.device, self.layout.block_size
             lists = key_block_lists(self.layout, layer, compact_slots_of(self))
-            rows = slice(first_row, n - first_row)
-            counts = torch.as_tensor(lists.counts[:, rows], device=device)[None]  # (1, H, rows): any batch
-            indices = torch.as_tensor(lists.indices[:, rows], device=device)[None]  # (1, H, rows, n)
+            counts = torch.as_tensor(lists.counts[:, 1:-1], device=device)[None]  # (1, H, n-2): any batch
+            indices = torch.as_tensor(lists.indices[:, 1:-1], device=device)[None]  # (1, H, n-2, n)
             allowed = torch.as_tensor(lists.allowed, device=device)
 
             def layout_mask(batch, head, q_idx, kv_idx):
-                return allowed[head, q_idx // b + first_row, kv_idx // b]
+                return allowed[head, q_idx // b + 1, kv_idx // b]
 
             # the compiled kernel visits only the listed (full) blocks and never calls mask_mod: one shared
             # mask_mod (the default) keeps every layer on one compiled kernel; the eager one needs the layout
@@ -86,8 +85,8 @@ class LayoutTensors:
             )  # fmt: skip
             # without repeated blocks the bias is all zeros: no per-score table lookup (5.6x faster kernel)
             bias = torch.as_tensor(lists.bias, device=device) if lists.bias.any() else None
-            cache[(layer, first_row)] = (block_mask, bias)
-        return cache[(layer, first_row)]
+            cache[layer] = (block_mask, bias)
+        return cache[layer]
 
 
 def compact_slots_of(layout: LayoutTensors):
@@ -172,16 +171,21 @@ def flex_available() -> bool:
     return hasattr(BlockMask, "from_kv_blocks")
 
 
+def _autograd(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether this call records a graph for backward (FlexAttention on CPU and the CPU chunking can't)."""
+    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+
+
 def _use_flex(q: torch.Tensor, k: torch.Tensor, block_size: int) -> bool:
     if _kernel == "gather":
         return False
     if q.is_cuda:
-        if q.dtype != torch.float32 and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
+        if q.dtype != torch.float32 and _autograd(q, k):
             # FlexAttention's backward picks its tiles from a fixed table whose half-precision Hopper entry
             # (128-wide tiles for head_dim 64, torch 2.11-2.13) no 64-token block admits: it fails to compile
             return False
         return flex_available() and flex_kernel_options(block_size) is not None
-    return _kernel == "flex" and not (torch.is_grad_enabled() and q.requires_grad)
+    return _kernel == "flex" and not _autograd(q, k)
 
 
 def flex_kernel_options(block_size: int) -> dict | None:
@@ -201,67 +205,53 @@ def flex_kernel_options(block_size: int) -> dict | None:
             "bwd_BLOCK_M2": tile, "bwd_BLOCK_N2": half}  # fmt: skip
 
 
-FLEX_GLOBAL_ROWS = "dense"  # "dense": global query blocks as one matmul-softmax; "flex": inside FlexAttention
-FLEX_COMPILE = "body"  # on CUDA, compile the whole attention ("body") or flex_attention alone ("kernel")
 RECOMPILE_LIMIT = 64  # compiled variants (shape, dtype, grad mode) before dynamo would fall back to eager
-_compiled: dict[str, object] = {}
+_compiled_body = None
 
 
-def _compiled_fn(scope: str):
-    """``torch.compile`` of the attention body or of ``flex_attention`` alone, made once per process.
+def _compiled_fn():
+    """``torch.compile`` of the attention body, made once per process.
 
     Each (shape, dtype, grad mode) is one compiled variant; past dynamo's recompile limit it would run the
     eager FlexAttention, which materialises dense scores, so the limit is raised to :data:`RECOMPILE_LIMIT`.
     """
-    if scope not in _compiled:
-        from torch.nn.attention.flex_attention import flex_attention
-
+    global _compiled_body
+    if _compiled_body is None:
         config = torch._dynamo.config
         name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
-        _compiled[scope] = torch.compile(_flex_body if scope == "body" else flex_attention, dynamic=False)
-    return _compiled[scope]
+        _compiled_body = torch.compile(_flex_body, dynamic=False)
+    return _compiled_body
 
 
 def flex_block_sparse_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, layout: LayoutTensors, layer: int,
-    global_rows: str | None = None,
-) -> torch.Tensor:  # fmt: skip
-    """Block-sparse attention through FlexAttention: the layout's distinct key blocks of every query block
-    as full ``block_size`` tiles, the merged-slot multiplicity and the key padding as a score bias.
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, layout: LayoutTensors, layer: int
+) -> torch.Tensor:
+    """Block-sparse attention through FlexAttention: the middle query blocks' distinct key blocks as full
+    ``block_size`` tiles, the key padding (and the merged-slot multiplicity, where a row repeats a block)
+    as a score bias; the two global query blocks as one parallel matmul-softmax over all keys.
 
-    ``global_rows`` (default :data:`FLEX_GLOBAL_ROWS`): ``"flex"`` runs the two global query blocks in the
-    same kernel (each of their tiles then walks every key block alone: the kernel's longest tail);
-    ``"dense"`` runs them as one parallel matmul-softmax over all keys and the middle rows through
-    FlexAttention. Same results as :func:`fast_block_sparse_attention` (one softmax over the merged slots).
-    On CUDA it runs compiled (:data:`FLEX_COMPILE`); elsewhere the eager FlexAttention (dense scores).
+    Same results as :func:`fast_block_sparse_attention` (one softmax over the merged slots). On CUDA the
+    whole attention runs compiled; elsewhere the eager FlexAttention (dense scores: for checking).
+
+    Measured on an H100 at 16384 tokens, bf16 (benchmarks/README.md): the global blocks inside the kernel
+    took 1.65 ms instead of 0.61 (their tiles walk every key block alone), and compiling
+    ``flex_attention`` alone instead of the whole body 0.96 ms.
 
     Returns:
         context ``(batch, heads, L, d)``, padded query rows zeroed.
     """
-    global_rows = FLEX_GLOBAL_ROWS if global_rows is None else global_rows
-    if global_rows not in ("dense", "flex"):
-        raise fail(InputError, "global_rows", "'dense' or 'flex'", repr(global_rows))
-    first = 1 if global_rows == "dense" else 0
-    block_mask, block_bias = layout.flex(layer, first)
+    block_mask, block_bias = layout.flex(layer)
     b = layout.layout.block_size
     if not q.is_cuda:
-        from torch.nn.attention.flex_attention import flex_attention
-
-        return _flex_body(q, k, v, mask, block_mask, block_bias, b, first, None, flex_attention)
-    options = flex_kernel_options(b)
-    if FLEX_COMPILE == "body":
-        return _compiled_fn("body")(q, k, v, mask, block_mask, block_bias, b, first, options)
-    return _flex_body(q, k, v, mask, block_mask, block_bias, b, first, options, _compiled_fn("kernel"))
+        return _flex_body(q, k, v, mask, block_mask, block_bias, b, None)
+    return _compiled_fn()(q, k, v, mask, block_mask, block_bias, b, flex_kernel_options(b))
 
 
-def _flex_body(
-    q, k, v, mask, block_mask, block_bias, b: int, first: int, options, kernel=None
-) -> torch.Tensor:
-    """:func:`flex_block_sparse_attention` after its checks; ``first`` = 1 keeps the global rows out of
-    FlexAttention. ``kernel``: the ``flex_attention`` to call (default: the plain one, when compiled whole)."""
-    if kernel is None:
-        from torch.nn.attention.flex_attention import flex_attention as kernel
+def _flex_body(q, k, v, mask, block_mask, block_bias, b: int, options) -> torch.Tensor:
+    """:func:`flex_block_sparse_attention` once its mask is built (what ``torch.compile`` compiles)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
     key_bias = (1.0 - mask.to(torch.float32)) * BLOCK_SPARSE_PENALTY  # (B, L)
 
     if block_bias is None:  # no repeated blocks; a table lookup per score costs 5/6 of the kernel (H100)
@@ -272,17 +262,14 @@ def _flex_body(
     else:
 
         def score_mod(score, batch, head, q_idx, kv_idx):
-            return score + key_bias[batch, kv_idx] + block_bias[head, q_idx // b + first, kv_idx // b]
+            return score + key_bias[batch, kv_idx] + block_bias[head, q_idx // b + 1, kv_idx // b]
 
-    if first == 0:
-        ctx = kernel(q, k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options)
-    else:
-        m_ctx = kernel(
-            q[:, :, b:-b], k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options
-        )
-        scale = 1.0 / math.sqrt(q.shape[-1])
-        g_ctx = _global_rows(q, k, v, key_bias.to(_softmax_dtype(q.dtype)), b, scale)  # (B, H, 2b, d)
-        ctx = torch.cat([g_ctx[:, :, :b], m_ctx, g_ctx[:, :, b:]], dim=2)
+    m_ctx = flex_attention(
+        q[:, :, b:-b], k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options
+    )
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    g_ctx = _global_rows(q, k, v, key_bias.to(_softmax_dtype(q.dtype)), b, scale)  # (B, H, 2b, d)
+    ctx = torch.cat([g_ctx[:, :, :b], m_ctx, g_ctx[:, :, b:]], dim=2)
     return ctx * mask[:, None, :, None].to(ctx.dtype)
 
 
@@ -301,7 +288,7 @@ def _global_rows_in_chunks(q, k, v, key_bias: torch.Tensor, b: int, scale: float
     k_t, v_i = k.view(batch * heads, length, d).transpose(1, 2), v.view(batch * heads, length, d)
     bias = key_bias[:, None, None, :].expand(batch, heads, 1, length).reshape(batch * heads, 1, length)
     out = torch.empty(batch * heads, 2 * b, d, dtype=v.dtype)
-    chunk = max(1, _CHUNK_BYTES // (2 * b * length * 4))
+    chunk = max(1, _CHUNK_BYTES // (2 * b * length * key_bias.element_size()))
     for s0 in range(0, batch * heads, chunk):
         part = slice(s0, s0 + chunk)
         if key_bias.dtype == q.dtype:
@@ -327,9 +314,7 @@ def fast_block_sparse_attention(
     scale = 1.0 / math.sqrt(d)
     k, v = k.contiguous(), v.contiguous()  # rows of blocks are views of these
     key_bias = (1.0 - mask.to(sdt)) * BLOCK_SPARSE_PENALTY  # (B, L)
-    cpu_inference = q.device.type == "cpu" and not (
-        torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
-    )
+    cpu_inference = q.device.type == "cpu" and not _autograd(q, k)
     g_ctx = (_global_rows_in_chunks if cpu_inference else _global_rows)(
         q, k, v, key_bias, b, scale
     )  # (B, H, 2b, d)
@@ -352,7 +337,7 @@ def fast_block_sparse_attention(
 
     # inference on CPU: cache-sized chunks of rows keep scores and probabilities in L2, every result is
     # written once into its place
-    chunk = max(1, _CHUNK_BYTES // (b * slots * b * q.element_size()))
+    chunk = max(1, _CHUNK_BYTES // (b * slots * b * key_bias.element_size()))
     m_ctx = torch.empty(m_q.shape, dtype=v.dtype)
     for s0 in range(0, m_q.shape[0], chunk):
         part = slice(s0, s0 + chunk)
@@ -364,7 +349,7 @@ def fast_block_sparse_attention(
     return out
 
 
-_CHUNK_BYTES = 1 << 21  # scores per chunk of middle rows in CPU inference
+_CHUNK_BYTES = 1 << 21  # scores per chunk of rows in CPU inference
 
 
 def _middle_rows(m_q, k_rows, v_rows, flat, bias, sdt, scale: float, out=None):

@@ -52,8 +52,7 @@ def kernel_inputs(n: int, b: int, dtype, device, seed=0):
 @pytest.mark.parametrize("plan_kind", ["transformers", "seeded"])
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("n", [11, 19])
-@pytest.mark.parametrize("global_rows", ["dense", "flex"])
-def test_flex_kernel_equals_the_full_layout(global_rows, n, train, plan_kind, device):
+def test_flex_kernel_equals_the_full_layout(n, train, plan_kind, device):
     """Outputs (and on CUDA the gradients of q, k and v) equal the full-layout path: odd block counts,
     padding ending inside a block, eval plans with repeated blocks and train plans."""
     cfg = CFG.replace(random_plan=plan_kind, plan_seed=1)
@@ -62,7 +61,7 @@ def test_flex_kernel_equals_the_full_layout(global_rows, n, train, plan_kind, de
     q, k, v, mask = kernel_inputs(n, b, torch.float32, device)
     with torch.no_grad():
         assert_close(
-            A.flex_block_sparse_attention(q, k, v, mask, lay, 1, global_rows),
+            A.flex_block_sparse_attention(q, k, v, mask, lay, 1),
             A._block_sparse_with_probs(q, k, v, mask, lay, 1)[0],
         )
     if device == "cpu":
@@ -70,7 +69,7 @@ def test_flex_kernel_equals_the_full_layout(global_rows, n, train, plan_kind, de
     for t in (q, k, v):
         t.requires_grad_(True)
     ref, _ = A._block_sparse_with_probs(q, k, v, mask, lay, 1)
-    got = A.flex_block_sparse_attention(q, k, v, mask, lay, 1, global_rows)
+    got = A.flex_block_sparse_attention(q, k, v, mask, lay, 1)
     weights = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2)).to(device)
     ref_grads = torch.autograd.grad((ref * weights).sum(), (q, k, v))
     got_grads = torch.autograd.grad((got * weights).sum(), (q, k, v))
@@ -138,11 +137,15 @@ def test_tile_sizes_divide_the_block():
     assert A.flex_kernel_options(8) is None and A.flex_kernel_options(24) is None
 
 
-def test_unknown_global_rows_names_the_argument():
+def test_cpu_autograd_through_keys_keeps_the_gather_path(flex_kernel):
+    """Under "flex" on the CPU, a graph through k alone (q constant) still takes the gather path: the eager
+    FlexAttention would refuse it."""
     lay = A.LayoutTensors.build(block_layout(core.make_plan(CFG, 11, training=False), 8), torch.device("cpu"))
     q, k, v, mask = kernel_inputs(11, 8, torch.float32, "cpu")
-    with pytest.raises(InputError, match="global_rows: expected 'dense' or 'flex', got 'sdpa'"):
-        A.flex_block_sparse_attention(q, k, v, mask, lay, 0, "sdpa")
+    k.requires_grad_(True)
+    out, _ = A.block_sparse_attention(q, k, v, mask, lay, 0)
+    out.sum().backward()
+    assert k.grad is not None and float(k.grad.abs().max()) > 0
 
 
 def test_score_bias_table_only_for_repeated_blocks():
