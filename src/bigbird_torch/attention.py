@@ -7,6 +7,7 @@ softmax when the compute dtype is bf16/fp16 (fp32 results are unchanged).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -14,31 +15,34 @@ import numpy as np
 
 import torch
 from bigbird_core.errors import InputError, fail
-from bigbird_core.layout import (
-    BLOCK_SPARSE_PENALTY,
-    BlockLayout,
-    compact_slots,
-    dense_winner,
-    key_block_lists,
-)
+from bigbird_core.layout import BLOCK_SPARSE_PENALTY, NUM_STATIC_SLOTS, BlockLayout, dense_winner, key_block_lists
+from bigbird_core.recipe import LAYOUT_CACHE_SIZE, PlannedLayout
 
 
 @dataclass(frozen=True)
 class LayoutTensors:
-    """The core's :class:`BlockLayout` as tensors on one device (built once per plan and device)."""
+    """The core's :class:`PlannedLayout` as tensors on one device (see :func:`layout_tensors`)."""
 
-    layout: BlockLayout
+    planned: PlannedLayout
     key_blocks: torch.Tensor  # (layers, heads, n-2, S) int64
     slot_valid: torch.Tensor  # (n-2, S) bool
     query_masked: torch.Tensor  # (n-2, S) bool
 
+    @property
+    def layout(self) -> BlockLayout:
+        return self.planned.layout
+
     @classmethod
-    def build(cls, layout: BlockLayout, device: torch.device) -> LayoutTensors:
+    def build(cls, layout: BlockLayout | PlannedLayout, device: torch.device) -> LayoutTensors:
+        """Tensors of a core layout on ``device`` (uncached; models use :func:`layout_tensors`)."""
+        if isinstance(layout, BlockLayout):
+            layout = PlannedLayout(layout.key_blocks[..., NUM_STATIC_SLOTS:], layout)
+        blocks = layout.layout
         return cls(
             layout,
-            torch.as_tensor(np.asarray(layout.key_blocks, np.int64), device=device),
-            torch.as_tensor(np.array(layout.slot_valid), device=device),
-            torch.as_tensor(np.array(layout.query_masked), device=device),
+            torch.as_tensor(np.asarray(blocks.key_blocks, np.int64), device=device),
+            torch.as_tensor(np.array(blocks.slot_valid), device=device),
+            torch.as_tensor(np.array(blocks.query_masked), device=device),
         )
 
     def winner(self, layer: int) -> torch.Tensor:
@@ -50,7 +54,7 @@ class LayoutTensors:
     def compact(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The core's merged slots: key blocks ``(layers, heads, n-2, S')`` and slot bias (float32)."""
         if "_compact" not in self.__dict__:
-            c = compact_slots_of(self)
+            c = self.planned.compact
             device = self.key_blocks.device
             blocks = torch.as_tensor(np.asarray(c.key_blocks, np.int64), device=device)
             bias = torch.as_tensor(np.asarray(c.slot_bias, np.float32), device=device)
@@ -69,7 +73,7 @@ class LayoutTensors:
             from torch.nn.attention.flex_attention import BlockMask
 
             device, b = self.key_blocks.device, self.layout.block_size
-            lists = key_block_lists(self.layout, layer, compact_slots_of(self))
+            lists = key_block_lists(self.layout, layer, self.planned.compact)
             counts = torch.as_tensor(lists.counts[:, 1:-1], device=device)[None]  # (1, H, n-2): any batch
             indices = torch.as_tensor(lists.indices[:, 1:-1], device=device)[None]  # (1, H, n-2, n)
             allowed = torch.as_tensor(lists.allowed, device=device)
@@ -89,11 +93,8 @@ class LayoutTensors:
         return cache[layer]
 
 
-def compact_slots_of(layout: LayoutTensors):
-    """The core's merged slots of ``layout`` (NumPy), computed once per layout."""
-    if "_compact_np" not in layout.__dict__:
-        object.__setattr__(layout, "_compact_np", compact_slots(layout.layout))
-    return layout.__dict__["_compact_np"]
+# a model's layouts on its device, per core layout object (the core caches those): bounded like the core
+layout_tensors = functools.lru_cache(maxsize=LAYOUT_CACHE_SIZE)(LayoutTensors.build)
 
 
 def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -123,12 +124,13 @@ def full_attention(
 
 def block_sparse_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, layout: LayoutTensors, layer: int,
-    output_attentions: bool = False,
+    output_attentions: bool = False, kernel: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """BigBird ITC attention: global rows over all keys, middle rows over their slots in one softmax.
 
     Without ``output_attentions`` this runs the fast path (merged slots, additive biases, fused
-    ``baddbmm``); with it, the full layout so that the dense probabilities are exact.
+    ``baddbmm``, or FlexAttention: see :data:`KERNELS`); with it, the full layout so that the dense
+    probabilities are exact.
 
     Returns:
         context ``(batch, heads, L, d)`` (padded query rows zeroed) and, when asked, the dense
@@ -136,30 +138,25 @@ def block_sparse_attention(
     """
     if output_attentions:
         return _block_sparse_with_probs(q, k, v, mask, layout, layer)
-    if _use_flex(q, k, layout.layout.block_size):
+    if _use_flex(q, k, layout.layout.block_size, kernel):
         return flex_block_sparse_attention(q, k, v, mask, layout, layer), None
     return fast_block_sparse_attention(q, k, v, mask, layout, layer), None
 
 
+# The block-sparse kernel, chosen per model (``model.set_block_sparse_kernel``):
+# "auto" (default): FlexAttention on CUDA when this torch has it and the block size is a multiple of 16
+#   (half-precision training excepted: see ``_use_flex``), else the gather path;
+# "gather": always the gather path (:func:`fast_block_sparse_attention`);
+# "flex": FlexAttention wherever it can run: compiled on CUDA (as "auto"); on the CPU its eager reference
+#   implementation (dense scores: for checking, not for speed), which has no backward, so CPU autograd
+#   keeps the gather path.
 KERNELS = ("auto", "gather", "flex")
-_kernel = "auto"
 
 
-def set_block_sparse_kernel(name: str) -> str:
-    """Choose the block-sparse kernel; returns the previous choice.
-
-    ``"auto"`` (default): FlexAttention on CUDA when this torch has it and the block size is a multiple
-    of 16 (half-precision training excepted: see ``_use_flex``), else the gather path.
-    ``"gather"``: always the gather path (:func:`fast_block_sparse_attention`).
-    ``"flex"``: FlexAttention wherever it can run: compiled on CUDA (as ``"auto"``); on the CPU its eager reference
-    implementation (dense scores: for checking, not for speed), which has no backward, so CPU autograd
-    keeps the gather path.
-    """
-    global _kernel
+def check_kernel(name: str) -> str:
     if name not in KERNELS:
-        raise fail(InputError, "name", f"one of {', '.join(KERNELS)}", repr(name))
-    previous, _kernel = _kernel, name
-    return previous
+        raise fail(InputError, "kernel", f"one of {', '.join(KERNELS)}", repr(name))
+    return name
 
 
 def flex_available() -> bool:
@@ -176,8 +173,8 @@ def _autograd(q: torch.Tensor, k: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
 
 
-def _use_flex(q: torch.Tensor, k: torch.Tensor, block_size: int) -> bool:
-    if _kernel == "gather":
+def _use_flex(q: torch.Tensor, k: torch.Tensor, block_size: int, kernel: str) -> bool:
+    if kernel == "gather":
         return False
     if q.is_cuda:
         if q.dtype != torch.float32 and _autograd(q, k):
@@ -185,7 +182,7 @@ def _use_flex(q: torch.Tensor, k: torch.Tensor, block_size: int) -> bool:
             # (128-wide tiles for head_dim 64, torch 2.11-2.13) no 64-token block admits: it fails to compile
             return False
         return flex_available() and flex_kernel_options(block_size) is not None
-    return _kernel == "flex" and not _autograd(q, k)
+    return kernel == "flex" and not _autograd(q, k)
 
 
 def flex_kernel_options(block_size: int) -> dict | None:

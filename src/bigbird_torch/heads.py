@@ -13,19 +13,23 @@ import os
 from typing import Any
 
 import numpy as np
-from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-
 import torch
-from bigbird_core import outputs as O
 from bigbird_core.checkpoint import read_checkpoint, write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
-from bigbird_core.inputs import QA_LOGITS_PENALTY, default_question_lengths, question_masks
+from bigbird_core.recipe import PreparedCall, finish_call, prepare_call
+from bigbird_core.validate import LABEL_ARGS, model_config
 from bigbird_core.weights import LoadReport, init_params, match_state_dict
 from torch import nn
 
+from .attention import check_kernel
 from .convert import state_dict_to_numpy
-from .model import ACTIVATIONS, ArrayAdapter, BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput
+from .model import ACTIVATIONS, BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput
+
+
+# the core's recipe runs outside torch.compile graphs (NumPy planning; eager, as the decorator's graph break);
+# torch.export (non-strict) traces through it, with the value checks skipped for fake tensors
+_prepare_call = torch.compiler.disable(prepare_call)
 
 
 class BigBirdPreTrainedModel(nn.Module):
@@ -39,11 +43,7 @@ class BigBirdPreTrainedModel(nn.Module):
         _init: bool = True,
     ) -> None:  # fmt: skip
         nn.Module.__init__(self)
-        if not isinstance(config, BigBirdConfig):
-            raise fail(InputError, "config", "a bigbird_core.BigBirdConfig", config)
-        if self.head == "BigBirdForQuestionAnswering" and config.num_labels != 2:
-            config = config.replace(num_labels=2)
-        self.config = config
+        self.config = config = model_config(config, self.head)
         self.add_pooling_layer = self.default_pooler if add_pooling_layer is None else add_pooling_layer
         self.load_report = LoadReport((), (), ())
         self._build()
@@ -114,26 +114,27 @@ class BigBirdPreTrainedModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    # --------------------------------------------------------------------------------- helpers
-    def _run_body(self, input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                  output_attentions, output_hidden_states, plan, **extra) -> dict[str, Any]:  # fmt: skip
-        c = self.config
-        return BigBirdBody.forward(
-            self.body, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, plan=plan,
-            output_attentions=c.output_attentions if output_attentions is None else output_attentions,
-            output_hidden_states=c.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            **extra,
-        )  # fmt: skip
+    def set_block_sparse_kernel(self, name: str) -> str:
+        """Choose this model's block-sparse kernel (see ``bigbird_torch.attention.KERNELS``); returns the
+        previous choice."""
+        previous, self.body.block_sparse_kernel = self.body.block_sparse_kernel, check_kernel(name)
+        return previous
 
-    def _finish(self, out: O.ModelOutput, return_dict: bool | None):
-        return (
-            out if (self.config.use_return_dict if return_dict is None else return_dict) else out.to_tuple()
-        )
+    # ---------------------------------------------------------------------------------- forward
+    def _forward(self, args: dict[str, Any]) -> Any:
+        """One forward call: the core's recipe, this backend's body and head, the core's head rules."""
+        args = {k: v for k, v in args.items() if k not in ("self", "__class__")}
+        past = args.pop("past_key_values", None)
+        labels = {k: args.pop(k) for k in LABEL_ARGS[self.head] if k in args}
+        prep = _prepare_call(self.config, self.head, dtype=self.dtype, training=self.training, labels=labels,
+                            past_len=0 if past is None else int(past[0][0].shape[2]), **args)  # fmt: skip
+        body = BigBirdBody.forward(self.body, prep, past)
+        logits, nsp = self._head(prep, body)
+        return finish_call(prep, body, logits, nsp)
 
-
-def _cut(x: torch.Tensor, body: dict[str, Any]) -> torch.Tensor:
-    return x[:, : body["call"].seq_len]
+    def _head(self, prep: PreparedCall, body: dict[str, Any]) -> tuple[Any, Any]:
+        """The head's logits (and next-sentence logits) from the body's outputs."""
+        return None, None
 
 
 class BigBirdModel(BigBirdPreTrainedModel, BigBirdBody):
@@ -159,12 +160,7 @@ class BigBirdModel(BigBirdPreTrainedModel, BigBirdBody):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                 plan=None):  # fmt: skip
-        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                              output_attentions, output_hidden_states, plan)  # fmt: skip
-        out = O.BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=_cut(body["sequence_output"], body), pooler_output=body["pooled"],
-            hidden_states=body["hidden_states"], attentions=body["attentions"])  # fmt: skip
-        return self._finish(out, return_dict)
+        return self._forward(locals())
 
 
 class BigBirdPredictionHeadTransform(nn.Module):
@@ -224,17 +220,10 @@ class BigBirdForPreTraining(_WithBody):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, plan=None):  # fmt: skip
-        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                              output_attentions, output_hidden_states, plan)  # fmt: skip
-        logits = self.cls.predictions(_cut(body["sequence_output"], body))
-        nsp = self.cls.seq_relationship(body["pooled"])
-        loss = None
-        if labels is not None:
-            loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.view(-1))
-            if next_sentence_label is not None:
-                loss = loss + CrossEntropyLoss()(nsp.view(-1, 2), next_sentence_label.view(-1))
-        out = O.BigBirdForPreTrainingOutput(loss, logits, nsp, body["hidden_states"], body["attentions"])
-        return self._finish(out, return_dict)
+        return self._forward(locals())
+
+    def _head(self, prep, body):
+        return self.cls.predictions(prep.cut(body["sequence_output"])), self.cls.seq_relationship(body["pooled"])
 
 
 class BigBirdForMaskedLM(_WithBody):
@@ -246,17 +235,10 @@ class BigBirdForMaskedLM(_WithBody):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, plan=None):  # fmt: skip
-        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                              output_attentions, output_hidden_states, plan)  # fmt: skip
-        logits = self.cls.predictions(_cut(body["sequence_output"], body))
-        loss = (
-            None
-            if labels is None
-            else CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.view(-1))
-        )
-        return self._finish(
-            O.MaskedLMOutput(loss, logits, body["hidden_states"], body["attentions"]), return_dict
-        )
+        return self._forward(locals())
+
+    def _head(self, prep, body):
+        return self.cls.predictions(prep.cut(body["sequence_output"])), None
 
 
 class BigBirdForCausalLM(_WithBody):
@@ -271,21 +253,10 @@ class BigBirdForCausalLM(_WithBody):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, past_key_values=None, labels=None, use_cache=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, plan=None):  # fmt: skip
-        c = self.config
-        use_cache = bool(c.is_decoder and (c.use_cache if use_cache is None else use_cache))
-        if past_key_values is not None and not c.is_decoder:
-            raise fail(InputError, "past_key_values", "None unless config.is_decoder is True", "a cache")
-        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                              output_attentions, output_hidden_states, plan, past_key_values=past_key_values,
-                              use_cache=use_cache)  # fmt: skip
-        logits = self.cls.predictions(_cut(body["sequence_output"], body))
-        loss = None
-        if labels is not None:  # predict the next token
-            shifted = logits[:, :-1].float().reshape(-1, c.vocab_size)
-            loss = CrossEntropyLoss()(shifted, labels[:, 1:].reshape(-1))
-        out = O.CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, past_key_values=body["past_key_values"],
-                                                  hidden_states=body["hidden_states"], attentions=body["attentions"])  # fmt: skip
-        return self._finish(out, return_dict)
+        return self._forward(locals())
+
+    def _head(self, prep, body):
+        return self.cls.predictions(prep.cut(body["sequence_output"])), None
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int = 20, eos_token_id: int | None = None,
@@ -331,20 +302,6 @@ class BigBirdClassificationHead(nn.Module):
         return self.out_proj(self.dropout(self.act(self.dense(x))))
 
 
-def sequence_classification_loss(
-    config: BigBirdConfig, logits: torch.Tensor, labels: torch.Tensor
-) -> torch.Tensor:
-    """transformers' problem_type rule: regression (1 label), single-label (integer labels), multi-label."""
-    problem = config.problem_type_for(labels.dtype in (torch.long, torch.int))
-    if problem == "regression":
-        if config.num_labels == 1:
-            return MSELoss()(logits.squeeze(), labels.squeeze().to(logits.dtype))
-        return MSELoss()(logits, labels.to(logits.dtype))
-    if problem == "single_label_classification":
-        return CrossEntropyLoss()(logits.view(-1, config.num_labels), labels.view(-1))
-    return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
-
-
 class BigBirdForSequenceClassification(_WithBody):
     head = "BigBirdForSequenceClassification"
 
@@ -354,16 +311,10 @@ class BigBirdForSequenceClassification(_WithBody):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, plan=None):  # fmt: skip
-        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                              output_attentions, output_hidden_states, plan)  # fmt: skip
-        logits = self.classifier(body["sequence_output"])
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        out = O.SequenceClassifierOutput(loss, logits, body["hidden_states"], body["attentions"])
-        return self._finish(out, return_dict)
+        return self._forward(locals())
 
-
-def _flatten_choices(x: torch.Tensor | None) -> torch.Tensor | None:
-    return None if x is None else x.reshape((-1,) + tuple(x.shape[2:]))
+    def _head(self, prep, body):
+        return self.classifier(body["sequence_output"]), None
 
 
 class BigBirdForMultipleChoice(_WithBody):
@@ -378,17 +329,10 @@ class BigBirdForMultipleChoice(_WithBody):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, plan=None):  # fmt: skip
-        first = input_ids if input_ids is not None else inputs_embeds
-        if first is None or first.dim() < 3:
-            raise fail(InputError, "input_ids", "a (batch, num_choices, seq) tensor", first)
-        num_choices = first.shape[1]
-        body = self._run_body(_flatten_choices(input_ids), _flatten_choices(attention_mask),
-                              _flatten_choices(token_type_ids), _flatten_choices(position_ids), head_mask,
-                              _flatten_choices(inputs_embeds), output_attentions, output_hidden_states, plan)  # fmt: skip
-        logits = self.classifier(self.dropout(body["pooled"])).view(-1, num_choices)
-        loss = None if labels is None else CrossEntropyLoss()(logits, labels)
-        out = O.MultipleChoiceModelOutput(loss, logits, body["hidden_states"], body["attentions"])
-        return self._finish(out, return_dict)
+        return self._forward(locals())
+
+    def _head(self, prep, body):
+        return self.classifier(self.dropout(body["pooled"])), None  # (batch * choices, 1)
 
 
 class BigBirdForTokenClassification(_WithBody):
@@ -401,14 +345,10 @@ class BigBirdForTokenClassification(_WithBody):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, plan=None):  # fmt: skip
-        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                              output_attentions, output_hidden_states, plan)  # fmt: skip
-        logits = self.classifier(self.dropout(_cut(body["sequence_output"], body)))  # (batch, seq, labels)
-        loss = None
-        if labels is not None:
-            loss = CrossEntropyLoss()(logits.view(-1, self.config.num_labels), labels.view(-1))
-        out = O.TokenClassifierOutput(loss, logits, body["hidden_states"], body["attentions"])
-        return self._finish(out, return_dict)
+        return self._forward(locals())
+
+    def _head(self, prep, body):
+        return self.classifier(self.dropout(prep.cut(body["sequence_output"]))), None  # (batch, seq, labels)
 
 
 class BigBirdForQuestionAnsweringHead(nn.Module):
@@ -438,32 +378,10 @@ class BigBirdForQuestionAnswering(_WithBody):
     def forward(self, input_ids=None, attention_mask=None, question_lengths=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, start_positions=None, end_positions=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None, plan=None):  # fmt: skip
-        first = input_ids if input_ids is not None else inputs_embeds
-        xp = ArrayAdapter(first.device if first is not None else torch.device("cpu"))
-        if question_lengths is None and input_ids is not None and input_ids.dim() == 2:
-            question_lengths = default_question_lengths(xp, input_ids, self.config.sep_token_id)
-        logits_mask = None
-        if question_lengths is not None and first is not None and first.dim() >= 2:
-            default_types, logits_mask = question_masks(xp, torch.as_tensor(question_lengths, device=xp.device),
-                                                        first.shape[1])  # fmt: skip
-            if token_type_ids is None:
-                token_type_ids = default_types
-        body = self._run_body(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                              output_attentions, output_hidden_states, plan)  # fmt: skip
-        logits = self.qa_classifier(_cut(body["sequence_output"], body))
-        if logits_mask is not None:
-            logits = logits - logits_mask[:, :, None].to(logits.dtype) * QA_LOGITS_PENALTY
-        start, end = logits[..., 0].contiguous(), logits[..., 1].contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            ignored = start.shape[1]
-            sp = start_positions.reshape(-1).clamp(0, ignored)
-            ep = end_positions.reshape(-1).clamp(0, ignored)
-            ce = CrossEntropyLoss(ignore_index=ignored)
-            loss = (ce(start, sp) + ce(end, ep)) / 2
-        out = O.BigBirdForQuestionAnsweringModelOutput(loss, start, end, body["pooled"], body["hidden_states"],
-                                                        body["attentions"])  # fmt: skip
-        return self._finish(out, return_dict)
+        return self._forward(locals())
+
+    def _head(self, prep, body):
+        return self.qa_classifier(prep.cut(body["sequence_output"])), None  # (batch, seq, 2)
 
 
 MODEL_CLASSES = {cls.head: cls for cls in (

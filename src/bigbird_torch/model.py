@@ -9,18 +9,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 from torch.utils.checkpoint import checkpoint
 
 import torch
 from bigbird_core.config import BigBirdConfig
-from bigbird_core.errors import InputError, fail
-from bigbird_core.inputs import CallPlan, check_inputs, pad_values, plan_call
-from bigbird_core.layout import block_layout
-from bigbird_core.plans import check_plan, make_plan
+from bigbird_core.recipe import PreparedCall
 from torch import nn
 
-from .attention import LayoutTensors, block_sparse_attention, full_attention
+from .attention import block_sparse_attention, full_attention, layout_tensors
 
 ACTIVATIONS = {
     "gelu_new": lambda x: nn.functional.gelu(x, approximate="tanh"),
@@ -80,7 +76,7 @@ class BigBirdSelfAttention(nn.Module):
         present = (k, v) if ctx["use_cache"] else None
         if ctx["layout"] is not None:
             out, probs = block_sparse_attention(
-                q, k, v, ctx["mask"], ctx["layout"], layer, ctx["output_attentions"]
+                q, k, v, ctx["mask"], ctx["layout"], layer, ctx["output_attentions"], ctx["kernel"]
             )
         else:
             out, probs = full_attention(q, k, v, ctx["additive_mask"], ctx["head_masks"][layer], self.dropout)
@@ -156,23 +152,6 @@ class BigBirdEncoder(nn.Module):
         return x, hidden, attentions, presents
 
 
-class ArrayAdapter:
-    """The array namespace of ``bigbird_core.inputs`` for torch tensors on one device."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def arange(self, n: int) -> torch.Tensor:
-        return torch.arange(n, device=self.device)
-
-    where = staticmethod(torch.where)
-    reshape = staticmethod(torch.reshape)
-
-    @staticmethod
-    def argmax(x: torch.Tensor, axis: int) -> torch.Tensor:
-        return torch.argmax(x, dim=axis)
-
-
 class BigBirdBody(nn.Module):
     """Embeddings + encoder + optional pooler: the module transformers calls ``BigBirdModel``'s body."""
 
@@ -185,110 +164,30 @@ class BigBirdBody(nn.Module):
         self.embeddings = BigBirdEmbeddings(config)
         self.encoder = BigBirdEncoder(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
-        self._layouts: dict[tuple, LayoutTensors] = {}
+        self.block_sparse_kernel = "auto"
 
-    def _layout(self, num_blocks: int, plan: Any, device: torch.device) -> LayoutTensors:
-        """The core's plan and layout for this call, as tensors (cached per plan and device)."""
-        if plan is None:
-            key = (
-                "auto",
-                num_blocks,
-                self.training,
-                self.config.random_plan,
-                self.config.plan_seed,
-                str(device),
-            )
-            if key not in self._layouts:
-                made = make_plan(self.config, num_blocks, training=self.training)
-                self._layouts[key] = LayoutTensors.build(block_layout(made, self.config.block_size), device)
-            return self._layouts[key]
-        plan = plan.detach().cpu().numpy() if isinstance(plan, torch.Tensor) else np.asarray(plan)
-        return LayoutTensors.build(
-            block_layout(check_plan(self.config, num_blocks, plan), self.config.block_size), device
-        )
-
-    @torch.compiler.disable
-    def prepare(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask, plan,
-                past_len: int, flags: dict[str, bool]):  # fmt: skip
-        """Validate, decide (through the core) and pad; returns padded inputs and the layer context."""
-        c = self.config
-        batch, seq = check_inputs(c, input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                  token_type_ids=token_type_ids, position_ids=position_ids, past_len=past_len)  # fmt: skip
-        ref = input_ids if input_ids is not None else inputs_embeds
-        device = ref.device
-        dtype = self.embeddings.LayerNorm.weight.dtype
-        call: CallPlan = plan_call(c, seq, past_len=past_len)
-        mask = torch.ones(batch, past_len + seq, device=device) if attention_mask is None else attention_mask
-        types = (
-            torch.zeros(batch, seq, dtype=torch.long, device=device)
-            if token_type_ids is None
-            else token_type_ids
-        )
-        if inputs_embeds is not None:
-            inputs_embeds = inputs_embeds.to(dtype)
-        if call.pad_len:
-            pads, pad = pad_values(c), (0, call.pad_len)
-            if input_ids is not None:
-                input_ids = nn.functional.pad(input_ids, pad, value=pads["input_ids"])
-            if position_ids is not None:
-                position_ids = nn.functional.pad(position_ids, pad, value=pads["position_ids"])
-            if inputs_embeds is not None:
-                # transformers pads given embeddings with the *embedding output* of pad tokens (positions 0..)
-                pad_ids = torch.full((batch, call.pad_len), c.pad_token_id, device=device)
-                pad_pos = torch.arange(call.pad_len, device=device).expand(batch, -1)
-                extra = self.embeddings(pad_ids, torch.zeros_like(pad_ids), pad_pos)
-                inputs_embeds = torch.cat([inputs_embeds, extra], dim=1)
-            mask = nn.functional.pad(mask, pad, value=pads["attention_mask"])
-            types = nn.functional.pad(types, pad, value=pads["token_type_ids"])
-        if position_ids is None:
-            position_ids = torch.arange(past_len, past_len + call.padded_len, device=device).expand(batch, -1)
-        sdt = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-        ctx: dict[str, Any] = dict(flags, layout=None, additive_mask=None, mask=mask,
-                                   head_masks=self._head_masks(head_mask, dtype, device))  # fmt: skip
-        if call.block_sparse:
-            ctx["layout"] = self._layout(call.num_blocks, plan, device)
-        else:
-            keep = mask[:, None, None, :].to(sdt)  # (B, 1, 1, K)
-            if c.is_decoder:
-                k_len = mask.shape[1]
-                rows = torch.arange(seq, device=device)[:, None] + past_len
-                keep = keep * (torch.arange(k_len, device=device)[None, :] <= rows).to(sdt)
-            ctx["additive_mask"] = (1.0 - keep) * torch.finfo(sdt).min
-        return call, input_ids, types, position_ids, inputs_embeds, ctx
-
-    def _head_masks(self, head_mask, dtype, device) -> list:
-        c = self.config
-        if head_mask is None:
-            return [None] * c.num_hidden_layers
-        hm = torch.as_tensor(head_mask, dtype=dtype, device=device)
-        if hm.dim() == 1:
-            hm = hm.expand(c.num_hidden_layers, -1)
-        if tuple(hm.shape) != (c.num_hidden_layers, c.num_attention_heads):
-            raise fail(InputError, "head_mask", f"shape ({c.num_attention_heads},) or "
-                       f"({c.num_hidden_layers}, {c.num_attention_heads})", hm)  # fmt: skip
-        return [hm[i][None, :, None, None] for i in range(c.num_hidden_layers)]
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, past_key_values=None, use_cache=False, output_attentions=False,
-                output_hidden_states=False, plan=None):  # fmt: skip
-        past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
-        flags = dict(output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                     use_cache=use_cache)  # fmt: skip
-        call, ids, types, positions, embeds, ctx = self.prepare(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            head_mask,
-            plan,
-            past_len,
-            flags,
-        )
-        x = self.embeddings(ids, types, positions, embeds)
+    def forward(self, prep: PreparedCall, past_key_values=None) -> dict[str, Any]:
+        """Embeddings, encoder and pooler on a call prepared by the core (the sequence is not cut back)."""
+        device = prep.position_ids.device
+        embeds = prep.inputs_embeds
+        if embeds is not None:
+            embeds = embeds.to(self.embeddings.LayerNorm.weight.dtype)
+            pad = prep.embeds_pad
+            if pad is not None:  # transformers pads given embeddings with the embedding output of pad tokens
+                embeds = prep.full_embeds(self.embeddings(pad["input_ids"], pad["token_type_ids"],
+                                                          pad["position_ids"]))  # fmt: skip
+        ctx: dict[str, Any] = dict(
+            output_attentions=prep.output_attentions, output_hidden_states=prep.output_hidden_states,
+            use_cache=prep.use_cache, mask=prep.attention_mask, additive_mask=prep.additive_mask,
+            layout=None if prep.layout is None else layout_tensors(prep.layout, device),
+            kernel=self.block_sparse_kernel,
+            head_masks=[None if prep.head_mask is None else prep.head_mask[i][None, :, None, None]
+                        for i in range(self.config.num_hidden_layers)],
+        )  # fmt: skip
+        x = self.embeddings(prep.input_ids, prep.token_type_ids, prep.position_ids, embeds)
         x, hidden, attentions, presents = self.encoder(x, ctx, past_key_values)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
-        return dict(sequence_output=x, pooled=pooled, call=call,
-                    hidden_states=tuple(hidden) if output_hidden_states else None,
-                    attentions=tuple(attentions) if output_attentions else None,
-                    past_key_values=tuple(presents) if use_cache else None)  # fmt: skip
+        return dict(sequence_output=x, pooled=pooled,
+                    hidden_states=tuple(hidden) if prep.output_hidden_states else None,
+                    attentions=tuple(attentions) if prep.output_attentions else None,
+                    past_key_values=tuple(presents) if prep.use_cache else None)  # fmt: skip

@@ -31,13 +31,6 @@ CFG = BigBirdConfig(**TINY)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture
-def flex_kernel():
-    previous = A.set_block_sparse_kernel("flex")
-    yield
-    A.set_block_sparse_kernel(previous)
-
-
 def kernel_inputs(n: int, b: int, dtype, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     q, k, v = (
@@ -98,7 +91,7 @@ def test_block_lists_are_the_layout():
 @pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("head", core.HEADS)
 @pytest.mark.parametrize("case", [CASES[0], CASES[4]], ids=lambda c: c.id)
-def test_every_head_through_flex_matches_transformers(case, head, mode, flex_kernel, tmp_path, monkeypatch):
+def test_every_head_through_flex_matches_transformers(case, head, mode, tmp_path, monkeypatch):
     calls = []
     kernel = A.flex_block_sparse_attention
     monkeypatch.setattr(A, "flex_block_sparse_attention", lambda *a: calls.append(1) or kernel(*a))
@@ -108,13 +101,17 @@ def test_every_head_through_flex_matches_transformers(case, head, mode, flex_ker
     inputs = {**make_inputs(case, head), **make_labels(case, head)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        actual = bt.runner(head, path, train=train)(**inputs, output_hidden_states=True)
+        model = bt.MODEL_CLASSES[head].from_pretrained(path).train(train)
+        assert model.set_block_sparse_kernel("flex") == "auto"
+        with torch.no_grad():
+            actual = model(**{k: torch.as_tensor(v) for k, v in inputs.items()}, output_hidden_states=True)
     compare_outputs(actual, oracle_forward(oracle, train, **inputs, output_hidden_states=True))
     assert len(calls) == case.config.num_hidden_layers  # every layer ran through FlexAttention
 
 
 def test_auto_uses_the_gather_path_on_cpu(monkeypatch):
-    assert A.set_block_sparse_kernel("auto") == "auto"
+    flex_model = bt.BigBirdModel(CFG, seed=0)
+    flex_model.set_block_sparse_kernel("flex")  # another model's choice does not leak into this one
     monkeypatch.setattr(
         A, "flex_block_sparse_attention", lambda *a: pytest.fail("flex ran on CPU under auto")
     )
@@ -125,8 +122,8 @@ def test_auto_uses_the_gather_path_on_cpu(monkeypatch):
 
 
 def test_unknown_kernel_names_the_argument():
-    with pytest.raises(InputError, match="name: expected one of auto, gather, flex, got 'fast'"):
-        A.set_block_sparse_kernel("fast")
+    with pytest.raises(InputError, match="kernel: expected one of auto, gather, flex, got 'fast'"):
+        bt.BigBirdModel(CFG, seed=0).set_block_sparse_kernel("fast")
 
 
 def test_tile_sizes_divide_the_block():
@@ -137,13 +134,13 @@ def test_tile_sizes_divide_the_block():
     assert A.flex_kernel_options(8) is None and A.flex_kernel_options(24) is None
 
 
-def test_cpu_autograd_through_keys_keeps_the_gather_path(flex_kernel):
+def test_cpu_autograd_through_keys_keeps_the_gather_path():
     """Under "flex" on the CPU, a graph through k alone (q constant) still takes the gather path: the eager
     FlexAttention would refuse it."""
     lay = A.LayoutTensors.build(block_layout(core.make_plan(CFG, 11, training=False), 8), torch.device("cpu"))
     q, k, v, mask = kernel_inputs(11, 8, torch.float32, "cpu")
     k.requires_grad_(True)
-    out, _ = A.block_sparse_attention(q, k, v, mask, lay, 0)
+    out, _ = A.block_sparse_attention(q, k, v, mask, lay, 0, kernel="flex")
     out.sum().backward()
     assert k.grad is not None and float(k.grad.abs().max()) > 0
 

@@ -1,0 +1,234 @@
+"""Validation of every forward-call argument, once, for every backend.
+
+Each check raises :class:`InputError` naming the argument, the expected and the given value, so the
+same bad input gives the same message from NumPy, torch and Flax. Value checks (ranges, 0/1 masks)
+run only on concrete arrays (see :func:`bigbird_core.arrays.has_values`); shape and dtype checks
+always run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .arrays import dtype_kind, has_values, min_max, namespace
+from .config import BigBirdConfig
+from .errors import InputError, fail
+from .weights import check_head
+
+IGNORE_INDEX = -100  # labels with this value add nothing to a cross-entropy loss
+
+# the label arguments of each head's forward call
+LABEL_ARGS: dict[str, tuple[str, ...]] = {
+    "BigBirdModel": (),
+    "BigBirdForPreTraining": ("labels", "next_sentence_label"),
+    "BigBirdForMaskedLM": ("labels",),
+    "BigBirdForCausalLM": ("labels",),
+    "BigBirdForSequenceClassification": ("labels",),
+    "BigBirdForMultipleChoice": ("labels",),
+    "BigBirdForTokenClassification": ("labels",),
+    "BigBirdForQuestionAnswering": ("start_positions", "end_positions"),
+}
+
+
+def model_config(config: Any, head: str) -> BigBirdConfig:
+    """The config a model of ``head`` is built with: a :class:`BigBirdConfig` (QA always has two labels)."""
+    if not isinstance(config, BigBirdConfig):
+        raise fail(InputError, "config", "a bigbird_core.BigBirdConfig", config)
+    if check_head(head) == "BigBirdForQuestionAnswering" and config.num_labels != 2:
+        config = config.replace(num_labels=2)  # a start and an end logit
+    return config
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """What validation learned about a call: sizes before flattening the choices axis."""
+
+    batch: int  # examples (outer batch for multiple choice)
+    seq_len: int
+    num_choices: int | None  # multiple choice only
+
+    @property
+    def flat_batch(self) -> int:
+        return self.batch * (self.num_choices or 1)
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in x.shape)
+
+
+def _values(name: str, x: Any, low: float, high: float, *, extra: tuple[int, ...] = (), text: str) -> None:
+    """Values of ``x`` in ``[low, high)`` (or in ``extra``), when they can be read."""
+    if not has_values(x) or 0 in _shape(x):
+        return
+    lo, hi = min_max(x)
+    if lo >= low and hi < high:
+        return
+    if extra:  # e.g. the ignore index: check element-wise only when the fast bound fails
+        xp = namespace(x)
+        ok = (x >= low) & (x < high)
+        for e in extra:
+            ok = ok | (x == e)
+        if bool(xp.all(ok)):
+            return
+    shown = f"values in [{lo:g}, {hi:g}]"
+    raise fail(InputError, name, text, shown)
+
+
+def _zero_one(name: str, x: Any) -> None:
+    """Only 0 and 1 (a mask), when the values can be read."""
+    if not has_values(x) or 0 in _shape(x):
+        return
+    xp = namespace(x)
+    if not bool(xp.all((x == 0) | (x == 1))):
+        lo, hi = min_max(x)
+        raise fail(InputError, name, "only the values 0 and 1", f"values in [{lo:g}, {hi:g}]")
+
+
+def _ids(name: str, x: Any, shape: tuple[int, ...], high: int) -> None:
+    if dtype_kind(x) != "i":
+        raise fail(InputError, name, f"an integer array of shape {shape}", x)
+    if _shape(x) != shape:
+        raise fail(InputError, name, f"shape {shape}", x)
+    _values(name, x, 0, high, text=f"values in [0, {high})")
+
+
+def check_inputs(
+    config: BigBirdConfig, head: str, *, input_ids: Any = None, inputs_embeds: Any = None,
+    attention_mask: Any = None, token_type_ids: Any = None, position_ids: Any = None, head_mask: Any = None,
+    question_lengths: Any = None, past_len: int = 0,
+) -> Shapes:  # fmt: skip
+    """Validate the model inputs of a forward call of ``head``.
+
+    Args:
+        config: the model config.
+        head: the head's name (multiple choice inputs carry a choices axis ``(batch, choices, seq)``).
+        input_ids / inputs_embeds: exactly one of them.
+        attention_mask: 0/1 values (bool, integer or float), ``(..., past_len + seq)``.
+        token_type_ids, position_ids: integer ids of the inputs' shape.
+        head_mask: ``(heads,)`` or ``(layers, heads)``.
+        question_lengths: question answering only, ``(batch,)`` or ``(batch, 1)`` non-negative integers.
+        past_len: tokens already in a key/value cache.
+
+    Returns:
+        The call's :class:`Shapes`.
+
+    Raises:
+        InputError naming the argument, the expected and the given value.
+    """
+    check_head(head)
+    choices = head == "BigBirdForMultipleChoice"
+    rank = 3 if choices else 2
+    dims = "(batch, num_choices, seq)" if choices else "(batch, seq)"
+    if (input_ids is None) == (inputs_embeds is None):
+        raise InputError("input_ids / inputs_embeds: expected exactly one of them, got "
+                         + ("both" if input_ids is not None else "neither"))  # fmt: skip
+    if input_ids is not None:
+        if not hasattr(input_ids, "shape") or len(input_ids.shape) != rank or dtype_kind(input_ids) != "i":
+            raise fail(InputError, "input_ids", f"a {rank}-D integer array {dims}", input_ids)
+        shape = _shape(input_ids)
+    else:
+        width = config.hidden_size
+        if (not hasattr(inputs_embeds, "shape") or len(inputs_embeds.shape) != rank + 1
+                or inputs_embeds.shape[-1] != width or dtype_kind(inputs_embeds) != "f"):  # fmt: skip
+            raise fail(InputError, "inputs_embeds", f"a {rank + 1}-D float array {dims[:-1]}, {width})",
+                       inputs_embeds)  # fmt: skip
+        shape = _shape(inputs_embeds)[:-1]
+    name = "input_ids" if input_ids is not None else "inputs_embeds"
+    if 0 in shape:
+        raise fail(InputError, name, "a non-empty batch of non-empty sequences", f"shape {shape}")
+    total = shape[-1] + past_len
+    if total > config.max_position_embeddings:
+        raise fail(InputError, name, f"at most max_position_embeddings = {config.max_position_embeddings} "
+                   "tokens", f"{total} tokens")  # fmt: skip
+    if input_ids is not None:
+        _values("input_ids", input_ids, 0, config.vocab_size, text=f"values in [0, {config.vocab_size})")
+    if attention_mask is not None:
+        mask_shape = shape[:-1] + (total,)
+        if not hasattr(attention_mask, "shape") or _shape(attention_mask) != mask_shape or dtype_kind(
+            attention_mask
+        ) == "?":
+            raise fail(InputError, "attention_mask", f"a 0/1 array of shape {mask_shape}", attention_mask)
+        _zero_one("attention_mask", attention_mask)
+    if token_type_ids is not None:
+        _ids("token_type_ids", token_type_ids, shape, config.type_vocab_size)
+    if position_ids is not None:
+        _ids("position_ids", position_ids, shape, config.max_position_embeddings)
+    if head_mask is not None:
+        layers, heads = config.num_hidden_layers, config.num_attention_heads
+        if not hasattr(head_mask, "shape") or _shape(head_mask) not in ((heads,), (layers, heads)) or dtype_kind(
+            head_mask
+        ) not in "bif":
+            raise fail(InputError, "head_mask", f"an array of shape ({heads},) or ({layers}, {heads})", head_mask)
+    if question_lengths is not None:
+        if head != "BigBirdForQuestionAnswering":
+            raise fail(InputError, "question_lengths", "None (question answering only)", question_lengths)
+        if (not hasattr(question_lengths, "shape") or _shape(question_lengths) not in ((shape[0],), (shape[0], 1))
+                or dtype_kind(question_lengths) != "i"):  # fmt: skip
+            raise fail(InputError, "question_lengths", f"an integer array of shape ({shape[0]},) or "
+                       f"({shape[0]}, 1)", question_lengths)  # fmt: skip
+        _values("question_lengths", question_lengths, 0, float("inf"), text="non-negative values")
+    return Shapes(shape[0], shape[-1], shape[1] if choices else None)
+
+
+def check_labels(config: BigBirdConfig, head: str, shapes: Shapes, labels: dict[str, Any]) -> dict[str, Any]:
+    """Validate the label arguments of ``head``; returns those that are not None.
+
+    Rules (transformers' losses): token labels ``(batch, seq)`` in ``[0, vocab)`` or -100; sequence
+    classification by ``problem_type`` (integer classes ``(batch,)``, regression or multi-label floats);
+    multiple choice ``(batch,)`` in ``[0, num_choices)``; QA positions ``(batch,)``, non-negative, given
+    together (positions past the end are ignored, as in transformers).
+    """
+    allowed = LABEL_ARGS[check_head(head)]
+    for key in labels:
+        if key not in allowed:
+            expected = f"one of {', '.join(allowed)}" if allowed else "no label argument"
+            raise fail(InputError, key, f"{expected} for {head}", "an unknown keyword")
+    given = {k: v for k, v in labels.items() if v is not None}
+    b, seq = shapes.batch, shapes.seq_len
+    for key, y in given.items():
+        if not hasattr(y, "shape") or dtype_kind(y) == "?":
+            raise fail(InputError, key, "an array", y)
+    if head in ("BigBirdForPreTraining", "BigBirdForMaskedLM", "BigBirdForCausalLM"):
+        if "labels" in given:
+            _class_ids("labels", given["labels"], ((b, seq),), config.vocab_size)
+        if "next_sentence_label" in given:
+            _class_ids("next_sentence_label", given["next_sentence_label"], ((b,), (b, 1)), 2)
+    elif head == "BigBirdForTokenClassification" and "labels" in given:
+        _class_ids("labels", given["labels"], ((b, seq),), config.num_labels)
+    elif head == "BigBirdForMultipleChoice" and "labels" in given:
+        _class_ids("labels", given["labels"], ((b,), (b, 1)), shapes.num_choices or 1)
+    elif head == "BigBirdForSequenceClassification" and "labels" in given:
+        _sequence_labels(config, given["labels"], b)
+    elif head == "BigBirdForQuestionAnswering" and given:
+        for key in ("start_positions", "end_positions"):
+            if key not in given:
+                other = "end_positions" if key == "start_positions" else "start_positions"
+                raise fail(InputError, key, f"an array given together with {other}", None)
+            y = given[key]
+            if dtype_kind(y) != "i" or _shape(y) not in ((b,), (b, 1)):
+                raise fail(InputError, key, f"an integer array of shape ({b},) or ({b}, 1)", y)
+            _values(key, y, 0, float("inf"), text="non-negative positions")
+    return given
+
+
+def _class_ids(name: str, y: Any, shapes: tuple[tuple[int, ...], ...], classes: int) -> None:
+    text = " or ".join(str(s) for s in shapes)
+    if dtype_kind(y) != "i" or _shape(y) not in shapes:
+        raise fail(InputError, name, f"an integer array of shape {text}", y)
+    _values(name, y, 0, classes, extra=(IGNORE_INDEX,), text=f"class ids in [0, {classes}) or {IGNORE_INDEX}")
+
+
+def _sequence_labels(config: BigBirdConfig, y: Any, b: int) -> None:
+    problem = config.problem_type_for(dtype_kind(y) == "i")
+    n = config.num_labels
+    if problem == "single_label_classification":
+        _class_ids("labels", y, ((b,), (b, 1)), n)
+    elif problem == "regression":
+        shapes = ((b,), (b, 1)) if n == 1 else ((b, n),)
+        if dtype_kind(y) not in "if" or _shape(y) not in shapes:
+            raise fail(InputError, "labels", "regression targets of shape " + " or ".join(map(str, shapes)), y)
+    else:
+        if dtype_kind(y) not in "bif" or _shape(y) != (b, n):
+            raise fail(InputError, "labels", f"multi-label targets of shape {(b, n)}", y)
+        _values("labels", y, 0, 1, extra=(1,), text="multi-label targets in [0, 1]")
