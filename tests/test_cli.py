@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from bigbird_core.check import DEFAULT_CONFIG
+from bigbird_core.cli.check import DEFAULT_CONFIG
 from bigbird_core.checkpoint import read_checkpoint, write_safetensors
 from bigbird_core.heads import BigBirdForMaskedLM, BigBirdForQuestionAnswering
 
@@ -35,7 +35,7 @@ def test_check_passes_on_the_default():
     assert data["ok"] and data["rows"]
     from itertools import combinations
 
-    from bigbird_core.backends import available_backends
+    from bigbird_core.cli.backends import available_backends
 
     pairs = {(r["left"], r["right"]) for r in data["rows"] if not r["head"].startswith("conversion")}
     assert pairs == set(combinations(available_backends(), 2))
@@ -46,7 +46,7 @@ def test_check_passes_on_the_default():
 def test_check_fails_and_names_the_row_when_a_weight_is_perturbed(qa_dir, tmp_path):
     """A directory with torch and Flax weights that disagree: the Flax backend reads its msgpack."""
     pytest.importorskip("flax")
-    from bigbird_flax.io import write_msgpack
+    from bigbird_flax.convert import save_file as write_msgpack
 
     config, state = read_checkpoint(qa_dir)
     state["bert.encoder.layer.1.output.dense.weight"] = (

@@ -62,9 +62,18 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def values_namespace(x: Any) -> tuple[Any, Any]:
+    """``(namespace, array)`` for reading the values of a concrete array: torch tensors stay on their
+    device; JAX arrays are read through NumPy (operations on them would be traced inside ``jax.jit``,
+    where a concrete array can still appear as a closed-over constant)."""
+    if is_torch(x):
+        return namespace(x), x
+    return namespace(np.zeros(())), np.asarray(x)
+
+
 def min_max(x: Any) -> tuple[float, float]:
-    """Smallest and largest value of a concrete, non-empty array (one device-to-host copy each)."""
-    xp = namespace(x)
+    """Smallest and largest value of a concrete, non-empty array."""
+    xp, x = values_namespace(x)
     return float(xp.min(x)), float(xp.max(x))
 
 

@@ -1,8 +1,9 @@
 """Checkpoint directories as transformers writes them, read and written with NumPy only.
 
 A directory holds ``config.json`` and one of: ``model.safetensors``, sharded safetensors with
-``model.safetensors.index.json``, or ``pytorch_model.bin`` (read with ``torch.load(weights_only=True)``,
-so torch must be installed; no pickle code is ever executed). Writes are atomic: files are written
+``model.safetensors.index.json``, ``pytorch_model.bin`` or ``flax_model.msgpack``. The last two need
+their framework and are read by the backend that has it (see :func:`register_format`; ``.bin`` with
+``torch.load(weights_only=True)``: no pickle code is ever executed). Writes are atomic: files are written
 under a temporary name in the target directory and renamed at the end, so a failure leaves nothing
 half-written.
 """
@@ -14,7 +15,7 @@ import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -135,17 +136,6 @@ def write_safetensors(
             fh.write(blob)
 
 
-def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
-    try:
-        from bigbird_torch.convert import load_torch_bin
-    except ImportError:
-        raise CheckpointError(
-            f"{path}: reading pytorch_model.bin needs torch; install it (pip install 'bigbird[torch]') "
-            "or convert the checkpoint to safetensors"
-        ) from None
-    return load_torch_bin(path)
-
-
 WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN, FLAX_MSGPACK)  # the default reading order
 
 
@@ -162,17 +152,32 @@ def _read_index(directory: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _read_msgpack(path: str) -> dict[str, np.ndarray]:
-    try:
-        from bigbird_flax.io import read_msgpack
-    except ImportError:
+# Formats that need a framework are read and written where that framework is: importing
+# ``bigbird_torch.convert`` registers pytorch_model.bin, ``bigbird_flax.convert`` flax_model.msgpack. The core
+# never imports a backend.
+_FRAMEWORK_FORMATS: dict[str, tuple[Callable[[str], dict], Callable[[str, dict], None]]] = {}
+_NEEDS = {TORCH_BIN: ("torch", "bigbird_torch"), FLAX_MSGPACK: ("flax", "bigbird_flax")}
+
+
+def register_format(filename: str, reader: Callable[[str], dict], writer: Callable[[str, dict], None]) -> None:
+    """Let a backend read and write a weight file that needs its framework (``filename`` in a directory)."""
+    _FRAMEWORK_FORMATS[filename] = (reader, writer)
+
+
+def _framework_format(filename: str, path: str) -> tuple[Callable[[str], dict], Callable[[str, dict], None]]:
+    if filename not in _FRAMEWORK_FORMATS:
+        extra, package = _NEEDS[filename]
         raise CheckpointError(
-            f"{path}: reading {FLAX_MSGPACK} needs flax; install it (pip install 'bigbird[flax]')"
-        ) from None
-    return read_msgpack(path)
+            f"{path}: {filename} needs {extra}: import {package} first (pip install 'bigbird[{extra}]'), or "
+            "convert the checkpoint to safetensors with `bigbird convert`"
+        )
+    return _FRAMEWORK_FORMATS[filename]
 
 
-_READERS = {SAFETENSORS: read_safetensors, TORCH_BIN: _read_torch_bin, FLAX_MSGPACK: _read_msgpack}
+def _read_file(name: str, path: str) -> dict[str, np.ndarray]:
+    if name == SAFETENSORS:
+        return read_safetensors(path)
+    return _framework_format(name, path)[0](path)
 
 
 def read_state_dict(directory: str, prefer: tuple[str, ...] = WEIGHT_FILES) -> dict[str, np.ndarray]:
@@ -188,7 +193,7 @@ def read_state_dict(directory: str, prefer: tuple[str, ...] = WEIGHT_FILES) -> d
     for name in tuple(prefer) + WEIGHT_FILES:
         path = os.path.join(directory, name)
         if os.path.exists(path):
-            return _read_index(directory) if name == SAFETENSORS_INDEX else _READERS[name](path)
+            return _read_index(directory) if name == SAFETENSORS_INDEX else _read_file(name, path)
     found = ", ".join(sorted(os.listdir(directory))) or "nothing"
     raise CheckpointError(
         f"{directory}: no weights found (expected one of {', '.join(WEIGHT_FILES)}; found {found})"
@@ -246,14 +251,9 @@ def write_checkpoint(directory: str, config: BigBirdConfig, state: dict[str, np.
     with atomic_dir(directory) as stage:
         if fmt == "safetensors":
             _write_sharded(stage, state, max_shard_bytes)
-        elif fmt == "torch-bin":
-            from bigbird_torch.convert import save_torch_bin
-
-            save_torch_bin(os.path.join(stage, TORCH_BIN), state)
         else:
-            from bigbird_flax.io import write_msgpack
-
-            write_msgpack(os.path.join(stage, FLAX_MSGPACK), state)
+            name = TORCH_BIN if fmt == "torch-bin" else FLAX_MSGPACK
+            _framework_format(name, os.path.join(directory, name))[1](os.path.join(stage, name), state)
         cfg.save(os.path.join(stage, "config.json"))
     _remove_shadowing(directory, fmt)
 

@@ -34,7 +34,7 @@ def check_state_dict(config: BigBirdConfig, head: str, state: dict[str, np.ndarr
 
 def to_flax_params(state: dict[str, np.ndarray], config: BigBirdConfig | None = None, head: str | None = None,
                    add_pooling_layer: bool | None = None) -> dict:  # fmt: skip
-    """Canonical ``{name: array}`` (a torch ``state_dict`` via ``bigbird_torch.convert.state_dict_to_numpy``)
+    """Canonical ``{name: array}`` (a torch ``state_dict`` via ``bigbird_torch.convert.to_numpy``)
     to a transformers-Flax params tree, checked against ``config``/``head`` when given."""
     state = {k: v for k, v in state.items() if k not in (TIED_DECODER_BIAS, TIED_DECODER_WEIGHT)
              or (k == TIED_DECODER_WEIGHT and config is not None and not config.tie_word_embeddings)}  # fmt: skip

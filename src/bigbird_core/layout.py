@@ -21,8 +21,11 @@ their attention probabilities.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from .arrays import device, namespace
 
 NUM_STATIC_SLOTS = 5  # first global, window of three, last global
 BLOCK_SPARSE_PENALTY = -10000.0  # added to masked scores in block-sparse attention (transformers)
@@ -59,11 +62,9 @@ def block_layout(plan: np.ndarray, block_size: int) -> BlockLayout:
         >>> lay.key_blocks.shape, lay.num_blocks
         ((1, 2, 10, 8), 12)
     """
-    layers, heads, rows, r = plan.shape
-    n = rows + 2
-    static, slot_valid, query_masked = static_slots(n, r)
-    static = np.broadcast_to(static, (layers, heads, rows, NUM_STATIC_SLOTS))
-    key_blocks = np.concatenate([static, plan.astype(np.int32)], axis=-1)  # (layers, heads, n-2, S)
+    n, r = plan.shape[2] + 2, plan.shape[3]
+    _, slot_valid, query_masked = static_slots(n, r)
+    key_blocks = np.asarray(slot_key_blocks(plan.astype(np.int32)))  # (layers, heads, n-2, S)
     for a in (key_blocks, slot_valid, query_masked):
         a.setflags(write=False)
     return BlockLayout(n, block_size, key_blocks, slot_valid, query_masked)
@@ -89,25 +90,58 @@ def static_slots(num_blocks: int, num_random: int) -> tuple[np.ndarray, np.ndarr
     return static, slot_valid, query_masked
 
 
-def dense_winner(layout: BlockLayout, layer: int) -> np.ndarray:
+def slot_key_blocks(plan: Any) -> Any:
+    """The key block of every slot, ``(..., n-2, S)``, for a plan ``(..., n-2, r)`` of any array backend
+    (a plan drawn inside ``jax.jit`` included)."""
+    xp = namespace(plan)
+    rows, r = plan.shape[-2:]
+    static = xp.asarray(static_slots(rows + 2, r)[0], dtype=plan.dtype, device=device(plan))  # (n-2, 5)
+    static = xp.broadcast_to(static, tuple(plan.shape[:-1]) + (NUM_STATIC_SLOTS,))
+    return xp.concat([static, plan], axis=-1)
+
+
+def distinct_slot_bias(key_blocks: Any) -> Any:
+    """Slot bias of a layout whose random blocks are distinct and outside the window (every fresh plan):
+    0, or ``-inf`` for the switched-off window slots; same shape as ``key_blocks``. Such a layout needs no
+    merging, so the fast kernels take it as it is."""
+    xp = namespace(key_blocks)
+    rows, slots = key_blocks.shape[-2:]
+    _, slot_valid, _ = static_slots(rows + 2, slots - NUM_STATIC_SLOTS)
+    bias = np.where(slot_valid, 0.0, -np.inf).astype(np.float32)
+    return xp.broadcast_to(xp.asarray(bias, device=device(key_blocks)), tuple(key_blocks.shape))
+
+
+def winner_slots(key_blocks: Any, slot_valid: np.ndarray, num_blocks: int) -> Any:
     """For output_attentions: which slot's probability shows at (row, key block) in the dense matrix.
 
     transformers writes the slots of a row into the dense matrix in order (window, globals, then
     random), later writes overwriting earlier ones; with our slot order that is "the last valid slot
-    of that block wins".
+    of that block in write order wins".
+
+    Args:
+        key_blocks: ``(heads, n - 2, S)`` of any array backend (a traced plan's included).
+        slot_valid: bool ``(n - 2, S)``.
 
     Returns:
-        int32 ``(heads, n - 2, n)``: a slot index, or -1 where the row does not attend the block.
+        int ``(heads, n - 2, n)``: a slot index, or -1 where the row does not attend the block.
     """
-    kb = layout.key_blocks[layer]  # (heads, n-2, S)
-    heads, rows, slots = kb.shape
-    winner = np.full((heads, rows, layout.num_blocks), -1, dtype=np.int32)
-    h_idx, r_idx = np.meshgrid(np.arange(heads), np.arange(rows), indexing="ij")
-    for s in write_order(slots):
-        valid = layout.slot_valid[:, s][None, :]  # (1, n-2)
-        hs, rs = h_idx[np.broadcast_to(valid, kb.shape[:2])], r_idx[np.broadcast_to(valid, kb.shape[:2])]
-        winner[hs, rs, kb[hs, rs, s]] = s
-    return winner
+    xp = namespace(key_blocks)
+    dev = device(key_blocks)
+    order = np.asarray(write_order(key_blocks.shape[-1]))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)  # position of each slot in the write order
+    hits = key_blocks[..., None] == xp.arange(num_blocks, dtype=key_blocks.dtype, device=dev)  # (H, n-2, S, n)
+    hits = hits & xp.asarray(slot_valid, device=dev)[None, :, :, None]
+    ranks = xp.asarray(rank, dtype=key_blocks.dtype, device=dev)[None, None, :, None]
+    best = xp.max(xp.where(hits, ranks, xp.full_like(ranks, -1)), axis=2)  # (H, n-2, n): last write, or -1
+    slot_of_rank = xp.asarray(order, dtype=key_blocks.dtype, device=dev)
+    slots = xp.reshape(xp.take(slot_of_rank, xp.reshape(xp.clip(best, 0, None), (-1,)), axis=0), best.shape)
+    return xp.where(best >= 0, slots, xp.full_like(slots, -1))
+
+
+def dense_winner(layout: BlockLayout, layer: int) -> np.ndarray:
+    """:func:`winner_slots` of ``layout``'s ``layer``: int32 ``(heads, n - 2, n)``."""
+    return winner_slots(layout.key_blocks[layer], layout.slot_valid, layout.num_blocks).astype(np.int32)
 
 
 def block_mask(layout: BlockLayout, layer: int) -> np.ndarray:

@@ -135,7 +135,8 @@ def prepare_call(
             (float32 for half precision).
         input_ids ... head_mask: transformers' forward arguments (multiple choice with a choices axis).
         question_lengths: QA only; defaults to the first ``[SEP]`` + 1.
-        plan: a random plan ``(layers, heads, n-2, r)`` for block-sparse calls; None: the config's.
+        plan: a random plan ``(layers, heads, n-2, r)`` for block-sparse calls, or a function of the number
+            of blocks that makes one (drawn on the backend's device); None: the config's.
         labels: the head's label arguments by name.
         training: train mode (the train plan of the config's planner).
         past_len: tokens already in the key/value cache (decoders).
@@ -200,6 +201,8 @@ def prepare_call(
     types = pad_right(xp, types, pad, pads["token_type_ids"])
 
     layout = traced_plan = additive = heads_mult = None
+    if callable(plan):  # a plan maker (a backend drawing on its device): only block-sparse calls use one
+        plan = plan(call.num_blocks) if call.block_sparse else None
     if call.block_sparse:
         if plan is None:
             layout = planned_layout(c, call.num_blocks, bool(training))

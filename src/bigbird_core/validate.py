@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .arrays import dtype_kind, has_values, min_max, namespace
+from .arrays import dtype_kind, has_values, min_max, values_namespace
 from .config import BigBirdConfig
 from .errors import InputError, fail
 from .weights import check_head
@@ -65,7 +65,7 @@ def _values(name: str, x: Any, low: float, high: float, *, extra: tuple[int, ...
     if lo >= low and hi < high:
         return
     if extra:  # e.g. the ignore index: check element-wise only when the fast bound fails
-        xp = namespace(x)
+        xp, x = values_namespace(x)
         ok = (x >= low) & (x < high)
         for e in extra:
             ok = ok | (x == e)
@@ -79,7 +79,7 @@ def _zero_one(name: str, x: Any) -> None:
     """Only 0 and 1 (a mask), when the values can be read."""
     if not has_values(x) or 0 in _shape(x):
         return
-    xp = namespace(x)
+    xp, x = values_namespace(x)
     if not bool(xp.all((x == 0) | (x == 1))):
         lo, hi = min_max(x)
         raise fail(InputError, name, "only the values 0 and 1", f"values in [{lo:g}, {hi:g}]")

@@ -1,30 +1,43 @@
 """bigbird_flax: BigBird in Flax (linen) with the transformers 4.x ``FlaxBigBird*`` API.
 
 The classes are also exported without the ``Flax`` prefix, so swapping ``import bigbird_torch as bb``
-for ``import bigbird_flax as bb`` switches backends.
+for ``import bigbird_flax as bb`` switches backends. The linen modules (``FlaxBigBirdModule``,
+``FlaxBigBirdFor*Module``) run the same computation on their own, inside a user's module.
 """
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from bigbird_core import BigBirdConfig
 from bigbird_core.errors import BigBirdError, CheckpointError, ConfigError, InputError
 
-from .losses import head_loss
-from .wrappers import MODEL_CLASSES, FlaxBigBirdPreTrainedModel
+from . import convert, pytrees  # noqa: F401  (registers flax_model.msgpack and the output pytrees)
+from .heads import (
+    MODEL_CLASSES,
+    FlaxBigBirdForCausalLM,
+    FlaxBigBirdForCausalLMModule,
+    FlaxBigBirdForMaskedLM,
+    FlaxBigBirdForMaskedLMModule,
+    FlaxBigBirdForMultipleChoice,
+    FlaxBigBirdForMultipleChoiceModule,
+    FlaxBigBirdForPreTraining,
+    FlaxBigBirdForPreTrainingModule,
+    FlaxBigBirdForQuestionAnswering,
+    FlaxBigBirdForQuestionAnsweringModule,
+    FlaxBigBirdForSequenceClassification,
+    FlaxBigBirdForSequenceClassificationModule,
+    FlaxBigBirdForTokenClassification,
+    FlaxBigBirdForTokenClassificationModule,
+    FlaxBigBirdModel,
+    FlaxBigBirdPreTrainedModel,
+)
+from .model import FlaxBigBirdModule
+from .plans import draw_plan
 
 NAME = "flax"
-
-FlaxBigBirdModel = MODEL_CLASSES["BigBirdModel"]
-FlaxBigBirdForPreTraining = MODEL_CLASSES["BigBirdForPreTraining"]
-FlaxBigBirdForMaskedLM = MODEL_CLASSES["BigBirdForMaskedLM"]
-FlaxBigBirdForCausalLM = MODEL_CLASSES["BigBirdForCausalLM"]
-FlaxBigBirdForSequenceClassification = MODEL_CLASSES["BigBirdForSequenceClassification"]
-FlaxBigBirdForMultipleChoice = MODEL_CLASSES["BigBirdForMultipleChoice"]
-FlaxBigBirdForTokenClassification = MODEL_CLASSES["BigBirdForTokenClassification"]
-FlaxBigBirdForQuestionAnswering = MODEL_CLASSES["BigBirdForQuestionAnswering"]
 
 BigBirdModel = FlaxBigBirdModel
 BigBirdForPreTraining = FlaxBigBirdForPreTraining
@@ -45,15 +58,21 @@ def asarray(x: Any) -> jnp.ndarray:
 
 
 def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False, **config_overrides):
-    """Load ``head`` from ``directory`` and return a function of NumPy inputs (same name in every backend)."""
-    if dtype == "float64":
-        import jax
+    """Load ``head`` from ``directory`` and return a function of NumPy inputs (same name in every backend).
 
-        jax.config.update("jax_enable_x64", True)
-    model = MODEL_CLASSES[head].from_pretrained(directory, dtype=_DTYPES[dtype], **config_overrides)
-    if dtype == "float64":
-        model.params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), model.params)
-    return lambda **inputs: model(**{k: asarray(v) for k, v in inputs.items()}, train=train)
+    float64 runs inside ``jax.enable_x64`` for each call only: the process-wide setting is left alone.
+    """
+    x64 = dtype == "float64"
+    with jax.enable_x64(x64):
+        model = MODEL_CLASSES[head].from_pretrained(directory, dtype=_DTYPES[dtype], **config_overrides)
+        if x64:
+            model.params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), model.params)
+
+    def run(**inputs):
+        with jax.enable_x64(x64):
+            return model(**{k: asarray(v) for k, v in inputs.items()}, train=train)
+
+    return run
 
 
 __all__ = [
@@ -63,5 +82,8 @@ __all__ = [
     "FlaxBigBirdForQuestionAnswering", "FlaxBigBirdPreTrainedModel", "BigBirdModel", "BigBirdForPreTraining",
     "BigBirdForMaskedLM", "BigBirdForCausalLM", "BigBirdForSequenceClassification", "BigBirdForMultipleChoice",
     "BigBirdForTokenClassification", "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "asarray", "runner",
-    "head_loss",
+    "FlaxBigBirdModule", "FlaxBigBirdForPreTrainingModule", "FlaxBigBirdForMaskedLMModule",
+    "FlaxBigBirdForCausalLMModule", "FlaxBigBirdForSequenceClassificationModule",
+    "FlaxBigBirdForMultipleChoiceModule", "FlaxBigBirdForTokenClassificationModule",
+    "FlaxBigBirdForQuestionAnsweringModule", "draw_plan",
 ]  # fmt: skip

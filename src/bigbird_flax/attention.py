@@ -1,8 +1,8 @@
 """JAX attention kernels: full attention and block-sparse attention over the core's layout.
 
 Same function names as ``bigbird_core.attention``. ``key_blocks`` may be a constant (a plan made by the
-core) or traced (a plan drawn inside jit from ``indices_rng``); everything else about the layout is
-static. Scores are upcast to float32 for masking and softmax in bf16/fp16.
+core) or traced (a plan drawn inside jit, see ``bigbird_flax.plans``); everything else about the layout
+is static. Scores are upcast to float32 for masking and softmax in bf16/fp16.
 """
 
 from __future__ import annotations
@@ -13,28 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigbird_core.layout import BLOCK_SPARSE_PENALTY, NUM_STATIC_SLOTS, static_slots, write_order
-from bigbird_core.plans import legal_random_blocks
+from bigbird_core.layout import BLOCK_SPARSE_PENALTY, NUM_STATIC_SLOTS, static_slots, winner_slots
 
 
 def _softmax_dtype(dtype) -> jnp.dtype:
     return jnp.float32 if dtype in (jnp.float16, jnp.bfloat16) else dtype
-
-
-def key_blocks_of(plan: jnp.ndarray) -> jnp.ndarray:
-    """The slots' key blocks ``(layers, heads, n-2, S)`` of a plan ``(layers, heads, n-2, r)``."""
-    layers, heads, rows, _ = plan.shape
-    static, _, _ = static_slots(rows + 2, plan.shape[-1])
-    static = jnp.broadcast_to(jnp.asarray(static, jnp.int32), (layers, heads, rows, NUM_STATIC_SLOTS))
-    return jnp.concatenate([static, plan.astype(jnp.int32)], axis=-1)
-
-
-def draw_plan(key: jax.Array, layers: int, heads: int, num_blocks: int, r: int) -> jnp.ndarray:
-    """A fresh plan inside jit: per layer, head and row, ``r`` distinct legal blocks (the core's rule)."""
-    legal = jnp.asarray(legal_random_blocks(num_blocks))  # (n-2, n)
-    scores = jax.random.uniform(key, (layers, heads, num_blocks - 2, num_blocks))
-    scores = jnp.where(legal, scores, jnp.inf)
-    return jnp.argsort(scores, axis=-1)[..., :r].astype(jnp.int32)
 
 
 def full_attention(q, k, v, additive_mask, head_mask=None, dropout=None):
@@ -52,29 +35,6 @@ def full_attention(q, k, v, additive_mask, head_mask=None, dropout=None):
     if head_mask is not None:
         probs = probs * head_mask
     return jnp.einsum("bhqk,bhkd->bhqd", probs, v), probs
-
-
-def _dense_winner(key_blocks: jnp.ndarray, slot_valid: np.ndarray, num_blocks: int) -> jnp.ndarray:
-    """For output_attentions with a (possibly traced) plan: the slot shown at (row, key block), or -1."""
-    heads, rows, slots = key_blocks.shape
-    winner = jnp.full((heads, rows, num_blocks), -1, jnp.int32)
-    h = jnp.arange(heads)[:, None]
-    r = jnp.arange(rows)[None, :]
-    for s in write_order(slots):
-        if not slot_valid[:, s].all():
-            ok = jnp.asarray(slot_valid[:, s])[None, :]
-            target = jnp.where(ok, key_blocks[:, :, s], num_blocks)  # out of range: dropped
-            winner = winner.at[h, r, target].set(s, mode="drop")
-        else:
-            winner = winner.at[h, r, key_blocks[:, :, s]].set(s)
-    return winner
-
-
-def drawn_slot_bias(key_blocks: jnp.ndarray) -> jnp.ndarray:
-    """Slot bias of a drawn plan's full layout (its random blocks are distinct): 0, or -inf where a slot is off."""
-    rows, slots = key_blocks.shape[-2:]
-    _, slot_valid, _ = static_slots(rows + 2, slots - NUM_STATIC_SLOTS)
-    return jnp.broadcast_to(jnp.where(slot_valid, 0.0, -jnp.inf), key_blocks.shape)
 
 
 _CHUNK_BYTES = 1 << 21  # scores per chunk of middle rows
@@ -196,7 +156,7 @@ def block_sparse_attention(q, k, v, mask, key_blocks, block_size: int, output_at
 
     if not output_attentions:
         return ctx, None
-    winner = _dense_winner(key_blocks, slot_valid, n)  # (H, n-2, n)
+    winner = winner_slots(key_blocks, slot_valid, n)  # (H, n-2, n)
     index = jnp.maximum(winner, 0)[None, :, :, None, :, None]
     picked = jnp.take_along_axis(m_probs, jnp.broadcast_to(index, (batch, heads, rows, b, n, b)), axis=4)
     picked = picked * (winner >= 0)[None, :, :, None, :, None]  # (B, H, n-2, b, n, b)

@@ -1,8 +1,8 @@
 """Flax head modules (transformers' Flax parameter tree) and the ``FlaxBigBird*`` wrapper classes.
 
-A wrapper holds ``params`` (a nested dict) and a jitted apply; calling it validates, pads (the core's
-rule), picks the random plan (the core's, as static data, or drawn inside jit from ``indices_rng`` in
-train mode) and returns outputs with the transformers field names, cut back to the input length.
+Every head module runs the core's call recipe itself (validation, padding, plan, masks, head rules), so
+it works on its own inside a user's module. A wrapper holds ``params`` (a nested dict) and a jitted
+apply of its module.
 
 Example:
     >>> import bigbird_flax as bb
@@ -12,15 +12,26 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import os
+from typing import Any, ClassVar
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
+from bigbird_core.checkpoint import FLAX_MSGPACK, read_checkpoint, write_checkpoint
 from bigbird_core.config import BigBirdConfig
-from bigbird_core.inputs import (
-    QA_LOGITS_PENALTY,
-)
+from bigbird_core.errors import InputError, fail
+from bigbird_core.recipe import PreparedCall, finish_call
+from bigbird_core.validate import check_inputs, check_labels, model_config
+from bigbird_core.weights import LoadReport, default_pooler, init_params, match_state_dict
 
-from .model import ACTIVATIONS, FlaxBigBirdModule, dense, layer_norm
+from .convert import from_numpy, to_numpy
+from .model import ACTIVATIONS, FlaxBigBirdModule, dense, layer_norm, prepare
+
+JIT_CACHE_SIZE = 32  # jitted applies kept per process (one per module description)
 
 
 class _Transform(nn.Module):
@@ -107,41 +118,280 @@ class _Named(nn.Module):
         return layer_norm(self.config, "LayerNorm", self.dtype)(y + residual)
 
 
-class FlaxBigBirdHeadModule(nn.Module):
-    """The body under ``bert`` plus the head of ``head`` (``BigBirdModel`` uses FlaxBigBirdModule itself)."""
+class _HeadModule(nn.Module):
+    """A head's linen module: the body under ``bert`` plus the head (transformers' Flax tree). Called on
+    raw inputs, with the label arguments of the head, it returns the head's output object (with its loss
+    when labels are given), exactly as the ``FlaxBigBird*`` wrapper does."""
 
     config: BigBirdConfig
-    head: str
     dtype: jnp.dtype = jnp.float32
     add_pooling_layer: bool = True
     gradient_checkpointing: bool = False
+    head: ClassVar[str] = ""
 
     @nn.compact
-    def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, head_mask=None, inputs_embeds=None,
-                 key_blocks=None, deterministic: bool = True, output_attentions: bool = False,
-                 output_hidden_states: bool = False, embeds_pad: int = 0, logits_mask=None):  # fmt: skip
-        c, head = self.config, self.head
-        body = FlaxBigBirdModule(c, self.dtype, self.add_pooling_layer, self.gradient_checkpointing, name="bert")(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds, key_blocks,
-            deterministic, output_attentions, output_hidden_states, embeds_pad)  # fmt: skip
-        x, pooled = body["sequence_output"], body["pooled"]
-        out = dict(body)
-        if head in ("BigBirdForPreTraining", "BigBirdForMaskedLM", "BigBirdForCausalLM"):
-            nsp = head == "BigBirdForPreTraining"
-            out["logits"], out["nsp"] = _Predictions(c, self.dtype, nsp, name="cls")(
-                x, pooled, body["word_embeddings"]
+    def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                 inputs_embeds=None, deterministic: bool = True, output_attentions: bool = False,
+                 output_hidden_states: bool = False, return_dict: bool = True, plan=None, question_lengths=None,
+                 **labels):  # fmt: skip
+        prep, drawn = prepare(self, self.head, deterministic, plan, input_ids=input_ids,
+                              attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+                              head_mask=head_mask, inputs_embeds=inputs_embeds, question_lengths=question_lengths,
+                              labels=labels, output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states, return_dict=return_dict)  # fmt: skip
+        bert = FlaxBigBirdModule(self.config, self.dtype, self.add_pooling_layer, self.gradient_checkpointing,
+                                 name="bert")  # fmt: skip
+        body = bert.run(prep, deterministic, drawn)
+        logits, nsp = self.logits(prep, body, deterministic)
+        return finish_call(prep, body, logits, nsp)
+
+    def logits(self, prep: PreparedCall, body: dict, deterministic: bool) -> tuple:
+        """The head's logits (and next-sentence logits) from the body's outputs."""
+        raise NotImplementedError
+
+
+class FlaxBigBirdForPreTrainingModule(_HeadModule):
+    head = "BigBirdForPreTraining"
+
+    def logits(self, prep, body, deterministic):
+        return _Predictions(self.config, self.dtype, True, name="cls")(
+            prep.cut(body["sequence_output"]), body["pooled"], body["word_embeddings"])  # fmt: skip
+
+
+class FlaxBigBirdForMaskedLMModule(_HeadModule):
+    head = "BigBirdForMaskedLM"
+
+    def logits(self, prep, body, deterministic):
+        return _Predictions(self.config, self.dtype, False, name="cls")(
+            prep.cut(body["sequence_output"]), body["pooled"], body["word_embeddings"])  # fmt: skip
+
+
+class FlaxBigBirdForCausalLMModule(FlaxBigBirdForMaskedLMModule):
+    head = "BigBirdForCausalLM"
+
+
+class FlaxBigBirdForSequenceClassificationModule(_HeadModule):
+    head = "BigBirdForSequenceClassification"
+
+    def logits(self, prep, body, deterministic):
+        return _ClassificationHead(self.config, self.dtype, name="classifier")(body["sequence_output"],
+                                                                               deterministic), None  # fmt: skip
+
+
+class FlaxBigBirdForMultipleChoiceModule(_HeadModule):
+    head = "BigBirdForMultipleChoice"
+
+    def logits(self, prep, body, deterministic):
+        pooled = nn.Dropout(self.config.hidden_dropout_prob)(body["pooled"], deterministic=deterministic)
+        return dense(self.config, 1, "classifier", self.dtype)(pooled), None  # (batch * choices, 1)
+
+
+class FlaxBigBirdForTokenClassificationModule(_HeadModule):
+    head = "BigBirdForTokenClassification"
+
+    def logits(self, prep, body, deterministic):
+        c = self.config
+        x = nn.Dropout(c.effective_classifier_dropout)(prep.cut(body["sequence_output"]), deterministic=deterministic)
+        return dense(c, c.num_labels, "classifier", self.dtype)(x), None  # (batch, seq, labels)
+
+
+class FlaxBigBirdForQuestionAnsweringModule(_HeadModule):
+    head = "BigBirdForQuestionAnswering"
+
+    def logits(self, prep, body, deterministic):
+        x = prep.cut(body["sequence_output"])
+        return _QAHead(self.config, self.dtype, name="qa_classifier")(x, deterministic), None  # (batch, seq, 2)
+
+
+@functools.lru_cache(maxsize=JIT_CACHE_SIZE)
+def _jitted_apply(module: nn.Module):
+    """``module.apply`` under ``jax.jit``, one per module description (config, dtype, head options): every
+    wrapper of the same configuration shares its compiled functions."""
+
+    def apply(params, inputs, labels, rngs, *, deterministic, output_attentions, output_hidden_states):
+        return module.apply({"params": params}, **inputs, **labels, deterministic=deterministic,
+                            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                            rngs=rngs)  # fmt: skip
+
+    return jax.jit(apply, static_argnames=("deterministic", "output_attentions", "output_hidden_states"))
+
+
+def _as_array(x: Any) -> Any:
+    return x if x is None or isinstance(x, jax.Array) else jnp.asarray(np.asarray(x))
+
+
+class FlaxBigBirdPreTrainedModel:
+    """Shared behaviour of the ``FlaxBigBird*`` classes: params, a jitted apply, checkpoints.
+
+    Calling one validates the inputs (values too, when they are concrete), then applies its linen module
+    under ``jax.jit``; in train mode ``dropout_rng`` drives dropout and ``indices_rng`` draws a fresh plan
+    per step (without it, the config's train plan).
+    """
+
+    head: str = ""
+    module_class: type[nn.Module] = FlaxBigBirdModule
+
+    def __init__(self, config: BigBirdConfig, input_shape: tuple | None = None, seed: int = 0,
+                 dtype: jnp.dtype = jnp.float32, _do_init: bool = True, gradient_checkpointing: bool = False,
+                 add_pooling_layer: bool | None = None) -> None:  # fmt: skip
+        self.config = model_config(config, self.head)
+        self.dtype = dtype
+        self.input_shape = input_shape or (1, 12 * self.config.block_size)
+        self.add_pooling_layer = default_pooler(self.head) if add_pooling_layer is None else add_pooling_layer
+        self.gradient_checkpointing = gradient_checkpointing
+        self.load_report = LoadReport((), (), ())
+        self._build_module()
+        self._params = self.init_weights(jax.random.PRNGKey(seed), self.input_shape) if _do_init else None
+
+    def _build_module(self) -> None:
+        self.module = self.module_class(self.config, self.dtype, self.add_pooling_layer, self.gradient_checkpointing)
+
+    # ----------------------------------------------------------------------------------- params
+    @property
+    def params(self) -> dict:
+        if self._params is None:
+            raise InputError(
+                "params: this model was built with _do_init=False; pass params= or call init_weights"
             )
-        elif head == "BigBirdForSequenceClassification":
-            out["logits"] = _ClassificationHead(c, self.dtype, name="classifier")(x, deterministic)
-        elif head == "BigBirdForMultipleChoice":
-            pooled = nn.Dropout(c.hidden_dropout_prob)(pooled, deterministic=deterministic)
-            out["logits"] = dense(c, 1, "classifier", self.dtype)(pooled)
-        elif head == "BigBirdForTokenClassification":
-            x = nn.Dropout(c.effective_classifier_dropout)(x, deterministic=deterministic)
-            out["logits"] = dense(c, c.num_labels, "classifier", self.dtype)(x)
-        elif head == "BigBirdForQuestionAnswering":
-            logits = _QAHead(c, self.dtype, name="qa_classifier")(x, deterministic)
-            if logits_mask is not None:
-                logits = logits - logits_mask[:, :, None].astype(logits.dtype) * QA_LOGITS_PENALTY
-            out["logits"] = logits
-        return out
+        return self._params
+
+    @params.setter
+    def params(self, value: dict) -> None:
+        self._params = value
+
+    def init_weights(
+        self, rng: jax.Array, input_shape: tuple | None = None, params: dict | None = None
+    ) -> dict:
+        """Seeded parameters with transformers' initialisation (the core's, identical in every backend);
+        ``params`` given: its missing entries are filled in."""
+        seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
+        fresh = init_params(self.config, self.head, seed=seed, add_pooling_layer=self.add_pooling_layer)
+        if params is not None:
+            fresh.update(to_numpy(params))
+        return from_numpy(fresh)
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.gradient_checkpointing = True
+        self._build_module()
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], *, dtype: jnp.dtype = jnp.float32, seed: int = 0,
+                        add_pooling_layer: bool | None = None, **config_overrides: Any):  # fmt: skip
+        """Load a checkpoint directory (``flax_model.msgpack``, safetensors or ``pytorch_model.bin``)."""
+        config, state = read_checkpoint(os.fspath(directory), prefer=(FLAX_MSGPACK,))
+        if config_overrides:
+            config = config.replace(**config_overrides)
+        model = cls(config, dtype=dtype, _do_init=False, add_pooling_layer=add_pooling_layer)
+        params, model.load_report = match_state_dict(model.config, cls.head, state, seed=seed,
+                                                     add_pooling_layer=model.add_pooling_layer, dtype="float32")  # fmt: skip
+        model.params = from_numpy(params)
+        return model
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Canonical (transformers PyTorch) names to NumPy arrays."""
+        return to_numpy(self.params)
+
+    def save_pretrained(self, directory: str | os.PathLike[str], params: dict | None = None,
+                        safe_serialization: bool = False) -> None:  # fmt: skip
+        """Write ``config.json`` and ``flax_model.msgpack`` (or ``model.safetensors``) atomically; dtypes kept."""
+        state = to_numpy(params if params is not None else self.params)
+        fmt = "safetensors" if safe_serialization else "flax"
+        write_checkpoint(os.fspath(directory), self.config, state, "Flax" + self.head, fmt)
+
+    # ---------------------------------------------------------------------------------- forward
+    def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                 inputs_embeds=None, params: dict | None = None, dropout_rng: jax.Array | None = None,
+                 indices_rng: jax.Array | None = None, train: bool = False, output_attentions: bool | None = None,
+                 output_hidden_states: bool | None = None, return_dict: bool | None = None, plan=None,
+                 question_lengths=None, **labels):  # fmt: skip
+        c = self.config
+        inputs = {k: _as_array(v) for k, v in dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
+            question_lengths=question_lengths).items() if v is not None}  # fmt: skip
+        labels = {k: _as_array(v) for k, v in labels.items()}
+        # the values are checked here, eagerly, where they are concrete (inside jit they are not)
+        shapes = check_inputs(c, self.head, **inputs)
+        labels = check_labels(c, self.head, shapes, labels)
+        rngs = {}
+        if train and dropout_rng is not None:
+            rngs["dropout"] = dropout_rng
+        if train and indices_rng is not None:
+            rngs["indices"] = indices_rng
+        if train and "dropout" not in rngs and max(c.hidden_dropout_prob, c.attention_probs_dropout_prob,
+                                                    c.effective_classifier_dropout) > 0:  # fmt: skip
+            raise fail(InputError, "dropout_rng", "a PRNG key for train=True with dropout > 0", None)
+        flags = dict(
+            deterministic=not train,
+            output_attentions=bool(c.output_attentions if output_attentions is None else output_attentions),
+            output_hidden_states=bool(c.output_hidden_states if output_hidden_states is None else output_hidden_states),
+        )  # fmt: skip
+        params = self.params if params is None else params
+        if plan is not None:  # a given plan is data the core merges on the host: applied without jit
+            out = self.module.apply({"params": params}, **inputs, **labels, plan=np.asarray(plan), rngs=rngs, **flags)
+        else:
+            out = _jitted_apply(self.module)(params, inputs, labels, rngs, **flags)
+        return out if (c.use_return_dict if return_dict is None else return_dict) else out.to_tuple()
+
+
+class FlaxBigBirdModel(FlaxBigBirdPreTrainedModel):
+    """transformers 4.x ``FlaxBigBirdModel``."""
+
+    head = "BigBirdModel"
+    module_class = FlaxBigBirdModule
+
+
+class FlaxBigBirdForPreTraining(FlaxBigBirdPreTrainedModel):
+    """transformers 4.x ``FlaxBigBirdForPreTraining``."""
+
+    head = "BigBirdForPreTraining"
+    module_class = FlaxBigBirdForPreTrainingModule
+
+
+class FlaxBigBirdForMaskedLM(FlaxBigBirdPreTrainedModel):
+    """transformers 4.x ``FlaxBigBirdForMaskedLM``."""
+
+    head = "BigBirdForMaskedLM"
+    module_class = FlaxBigBirdForMaskedLMModule
+
+
+class FlaxBigBirdForCausalLM(FlaxBigBirdPreTrainedModel):
+    """transformers 4.x ``FlaxBigBirdForCausalLM``."""
+
+    head = "BigBirdForCausalLM"
+    module_class = FlaxBigBirdForCausalLMModule
+
+
+class FlaxBigBirdForSequenceClassification(FlaxBigBirdPreTrainedModel):
+    """transformers 4.x ``FlaxBigBirdForSequenceClassification``."""
+
+    head = "BigBirdForSequenceClassification"
+    module_class = FlaxBigBirdForSequenceClassificationModule
+
+
+class FlaxBigBirdForMultipleChoice(FlaxBigBirdPreTrainedModel):
+    """transformers 4.x ``FlaxBigBirdForMultipleChoice``: inputs ``(batch, num_choices, seq)``."""
+
+    head = "BigBirdForMultipleChoice"
+    module_class = FlaxBigBirdForMultipleChoiceModule
+
+
+class FlaxBigBirdForTokenClassification(FlaxBigBirdPreTrainedModel):
+    """transformers 4.x ``FlaxBigBirdForTokenClassification``."""
+
+    head = "BigBirdForTokenClassification"
+    module_class = FlaxBigBirdForTokenClassificationModule
+
+
+class FlaxBigBirdForQuestionAnswering(FlaxBigBirdPreTrainedModel):
+    """transformers 4.x ``FlaxBigBirdForQuestionAnswering``; ``question_lengths`` defaults to the first
+    [SEP] + 1 (the core's QA rule)."""
+
+    head = "BigBirdForQuestionAnswering"
+    module_class = FlaxBigBirdForQuestionAnsweringModule
+
+
+MODEL_CLASSES = {cls.head: cls for cls in (
+    FlaxBigBirdModel, FlaxBigBirdForPreTraining, FlaxBigBirdForMaskedLM, FlaxBigBirdForCausalLM,
+    FlaxBigBirdForSequenceClassification, FlaxBigBirdForMultipleChoice, FlaxBigBirdForTokenClassification,
+    FlaxBigBirdForQuestionAnswering)}  # fmt: skip

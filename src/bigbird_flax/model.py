@@ -8,14 +8,18 @@ Parameters stay float32; ``dtype`` is the compute dtype.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from bigbird_core.config import BigBirdConfig
+from bigbird_core.layout import distinct_slot_bias, slot_key_blocks
+from bigbird_core.recipe import PreparedCall, finish_call, prepare_call
 
 from .attention import block_sparse_attention, full_attention
+from .plans import draw_plan
 
 ACTIVATIONS = {
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
@@ -195,13 +199,50 @@ class FlaxBigBirdEncoder(nn.Module):
         )
 
 
-class FlaxBigBirdModule(nn.Module):
-    """Embeddings + encoder + optional pooler, on inputs already padded by the wrapper.
+def key_blocks_for(prep: PreparedCall, drawn: bool) -> tuple | None:
+    """The attention layout of a prepared call as ``(key_blocks, slot_bias)`` arrays, or None for full
+    attention: the core's merged slots (fast path), the full layout (exact dense probabilities, or a
+    traced plan that may repeat blocks), or a drawn plan's own layout (its blocks are distinct)."""
+    if prep.layout is not None:
+        if prep.output_attentions:
+            return jnp.asarray(prep.layout.layout.key_blocks), None
+        merged = prep.layout.compact
+        return jnp.asarray(merged.key_blocks), jnp.asarray(merged.slot_bias, jnp.float32)
+    if prep.plan is not None:
+        blocks = slot_key_blocks(jnp.asarray(prep.plan, jnp.int32))
+        return blocks, (distinct_slot_bias(blocks) if drawn and not prep.output_attentions else None)
+    return None
 
-    ``key_blocks`` selects block-sparse attention (None: full attention): a pair ``(blocks, slot_bias)`` of
-    ``(layers, heads, n-2, S)`` arrays, the merged slots with their bias (fast path) or the full layout
-    with ``slot_bias=None`` (exact dense probabilities).
-    ``embeds_pad`` > 0 pads given embeddings with the embedding output of pad tokens (transformers' rule).
+
+def prepare(module: nn.Module, head: str, deterministic: bool, plan: Any, **arguments: Any) -> tuple:
+    """The core's call recipe inside a linen module: ``(prepared call, whether the plan was drawn)``.
+
+    In train mode (``deterministic=False``) with an ``indices`` rng stream, the plan is drawn on the device
+    (:func:`bigbird_flax.plans.draw_plan`) and sown as the intermediate ``plan``; otherwise it is the
+    config's (or the one given).
+    """
+    drawn = plan is None and not deterministic and module.has_rng("indices")
+    if drawn:
+        config = module.config
+        plan = lambda n: draw_plan(module.make_rng("indices"), config, n)  # noqa: E731
+    prep = prepare_call(module.config, head, dtype=module.dtype, training=not deterministic, plan=plan,
+                        **arguments)  # fmt: skip
+    drawn = drawn and prep.plan is not None
+    if drawn:  # visible with apply(..., mutable=["intermediates"])
+        module.sow("intermediates", "plan", prep.plan)
+    return prep, drawn
+
+
+class FlaxBigBirdModule(nn.Module):
+    """``BigBirdModel`` as a linen module: embeddings + encoder + optional pooler, with transformers' Flax
+    parameter tree. Called on raw inputs it does what the ``FlaxBigBirdModel`` wrapper does (the core's
+    validation, padding, plan and layout; block-sparse when the length allows), so it can live inside a
+    user's own module.
+
+    Example:
+        >>> module = FlaxBigBirdModule(config)
+        >>> params = module.init(jax.random.PRNGKey(0), ids)["params"]
+        >>> module.apply({"params": params}, ids).last_hidden_state.shape
     """
 
     config: BigBirdConfig
@@ -209,33 +250,32 @@ class FlaxBigBirdModule(nn.Module):
     add_pooling_layer: bool = True
     gradient_checkpointing: bool = False
 
+    def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                 inputs_embeds=None, deterministic: bool = True, output_attentions: bool = False,
+                 output_hidden_states: bool = False, return_dict: bool = True, plan=None):  # fmt: skip
+        prep, drawn = prepare(self, "BigBirdModel", deterministic, plan, input_ids=input_ids,
+                              attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+                              head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states, return_dict=return_dict)  # fmt: skip
+        return finish_call(prep, self.run(prep, deterministic, drawn))
+
     @nn.compact
-    def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, head_mask=None, inputs_embeds=None,
-                 key_blocks=None, deterministic: bool = True, output_attentions: bool = False,
-                 output_hidden_states: bool = False, embeds_pad: int = 0):  # fmt: skip
+    def run(self, prep: PreparedCall, deterministic: bool = True, drawn: bool = False) -> dict:
+        """Embeddings, encoder and pooler on a call prepared by the core (the sequence is not cut back)."""
         c = self.config
         embeddings = FlaxBigBirdEmbeddings(c, self.dtype, name="embeddings")
-        if inputs_embeds is not None and embeds_pad:
-            batch = inputs_embeds.shape[0]
-            pad_ids = jnp.full((batch, embeds_pad), c.pad_token_id, jnp.int32)
-            pad_pos = jnp.broadcast_to(jnp.arange(embeds_pad), pad_ids.shape)
-            extra, _ = embeddings(pad_ids, jnp.zeros_like(pad_ids), pad_pos, None, deterministic)
-            inputs_embeds = jnp.concatenate([inputs_embeds.astype(extra.dtype), extra], axis=1)
-        x, table = embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, deterministic)
-        sdt = jnp.float32 if self.dtype in (jnp.float16, jnp.bfloat16) else self.dtype
-        ctx = {"mask": attention_mask, "additive_mask": None}
-        if key_blocks is None:
-            keep = attention_mask[:, None, None, :].astype(sdt)  # (B, 1, 1, K)
-            if c.is_decoder:
-                seq = attention_mask.shape[1]
-                keep = keep * (jnp.arange(seq)[None, :] <= jnp.arange(seq)[:, None]).astype(sdt)
-            ctx["additive_mask"] = (1.0 - keep) * jnp.finfo(sdt).min
-        else:
-            head_mask = None  # block-sparse attention has no head mask
+        embeds = prep.inputs_embeds
+        pad = prep.embeds_pad
+        if pad is not None:  # transformers pads given embeddings with the embedding output of pad tokens
+            extra, _ = embeddings(pad["input_ids"], pad["token_type_ids"], pad["position_ids"], None, deterministic)
+            embeds = prep.full_embeds(extra)
+        x, table = embeddings(prep.input_ids, prep.token_type_ids, prep.position_ids, embeds, deterministic)
+        ctx = {"mask": prep.attention_mask, "additive_mask": prep.additive_mask}
         x, hidden, attentions = FlaxBigBirdEncoder(c, self.dtype, self.gradient_checkpointing, name="encoder")(
-            x, ctx, key_blocks, head_mask, deterministic, output_attentions, output_hidden_states)  # fmt: skip
+            x, ctx, key_blocks_for(prep, drawn), prep.head_mask, deterministic, prep.output_attentions,
+            prep.output_hidden_states)  # fmt: skip
         pooled = None
         if self.add_pooling_layer:
             pooled = jnp.tanh(dense(c, c.hidden_size, "pooler", self.dtype)(x[:, 0]))
-        return dict(sequence_output=x, pooled=pooled, hidden_states=hidden if output_hidden_states else None,
-                    attentions=attentions if output_attentions else None, word_embeddings=table)  # fmt: skip
+        return dict(sequence_output=x, pooled=pooled, hidden_states=hidden if prep.output_hidden_states else None,
+                    attentions=attentions if prep.output_attentions else None, word_embeddings=table)  # fmt: skip

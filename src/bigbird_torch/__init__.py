@@ -3,6 +3,7 @@
 from bigbird_core import BigBirdConfig
 from bigbird_core.errors import BigBirdError, CheckpointError, ConfigError, InputError
 
+from . import convert, pytrees  # noqa: F401  (registers pytorch_model.bin and the output pytrees)
 from .heads import (
     MODEL_CLASSES,
     BigBirdForCausalLM,

@@ -1,16 +1,21 @@
-"""Torch <-> NumPy weights: ``state_dict`` conversion and ``pytorch_model.bin`` writing, dtypes kept."""
+"""Torch <-> NumPy weights and ``pytorch_model.bin`` files, dtypes kept.
+
+Same function names as ``bigbird_flax.convert`` (``to_numpy``, ``from_numpy``, ``load_file``,
+``save_file``); the canonical NumPy weights and every NumPy-readable format live in
+``bigbird_core.checkpoint``. Importing this module registers ``pytorch_model.bin`` with the core.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 import torch
-from bigbird_core.checkpoint import BF16, is_bf16
+from bigbird_core.checkpoint import BF16, TORCH_BIN, is_bf16, register_format
 from bigbird_core.errors import CheckpointError
 
 
-def state_dict_to_numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """``{name: tensor}`` to ``{name: ndarray}``, bit-exact (bf16 as ``ml_dtypes.bfloat16``)."""
+def to_numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """A ``state_dict`` as canonical ``{name: ndarray}``, bit-exact (bf16 as ``ml_dtypes.bfloat16``)."""
     out = {}
     for name, value in state.items():
         t = value.detach().cpu().contiguous()
@@ -22,8 +27,8 @@ def state_dict_to_numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]
     return out
 
 
-def numpy_to_state_dict(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """``{name: ndarray}`` to ``{name: tensor}``, bit-exact (bf16 included)."""
+def from_numpy(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Canonical ``{name: ndarray}`` as a ``state_dict``, bit-exact (bf16 included)."""
     out = {}
     for name, value in state.items():
         arr = np.ascontiguousarray(value)
@@ -34,12 +39,12 @@ def numpy_to_state_dict(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]
     return out
 
 
-def save_torch_bin(path: str, state: dict[str, np.ndarray]) -> None:
+def save_file(path: str, state: dict[str, np.ndarray]) -> None:
     """Write ``pytorch_model.bin`` (tensors only, so ``torch.load(weights_only=True)`` reads it)."""
-    torch.save(numpy_to_state_dict(state), path)
+    torch.save(from_numpy(state), path)
 
 
-def load_torch_bin(path: str) -> dict[str, np.ndarray]:
+def load_file(path: str) -> dict[str, np.ndarray]:
     """Read ``pytorch_model.bin`` with ``weights_only=True`` (no pickle code runs), dtypes kept."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -47,4 +52,7 @@ def load_torch_bin(path: str) -> dict[str, np.ndarray]:
         raise CheckpointError(
             f"{path}: cannot read ({type(exc).__name__}: {str(exc).splitlines()[0]})"
         ) from None
-    return state_dict_to_numpy(state)
+    return to_numpy(state)
+
+
+register_format(TORCH_BIN, load_file, save_file)

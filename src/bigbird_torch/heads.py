@@ -23,7 +23,7 @@ from bigbird_core.weights import LoadReport, init_params, match_state_dict
 from torch import nn
 
 from .attention import check_kernel
-from .convert import state_dict_to_numpy
+from .convert import to_numpy
 from .model import ACTIVATIONS, BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput
 
 
@@ -93,7 +93,7 @@ class BigBirdPreTrainedModel(nn.Module):
         ``max_shard_size`` (bytes) splits safetensors into shards with ``model.safetensors.index.json``.
         """
         fmt = "safetensors" if safe_serialization else "torch-bin"
-        write_checkpoint(os.fspath(directory), self.config, state_dict_to_numpy(self.state_dict()), self.head, fmt,
+        write_checkpoint(os.fspath(directory), self.config, to_numpy(self.state_dict()), self.head, fmt,
                          max_shard_size)  # fmt: skip
 
     def gradient_checkpointing_enable(self) -> None:

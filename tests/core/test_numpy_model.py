@@ -126,6 +126,7 @@ def test_reads_pytorch_model_bin_and_sharded_safetensors(tmp_path):
     import torch
     from oracle import hf_config
 
+    import bigbird_torch.convert  # noqa: F401  registers pytorch_model.bin with the core
     torch.manual_seed(0)
     hf = transformers.BigBirdForMaskedLM(hf_config(CFG)).eval()
     hf.save_pretrained(tmp_path / "bin", safe_serialization=False)
@@ -145,3 +146,28 @@ def test_outputs_index_and_unpack_like_tuples():
     assert out[0] is loss and out["logits"] is logits and out.logits is logits
     as_tuple = bb.BigBirdForMaskedLM(CFG)(input_ids=np.ones((1, 12), np.int64), return_dict=False)
     assert isinstance(as_tuple, tuple) and as_tuple[0].shape == (1, 12, 97)
+
+
+def test_the_core_never_imports_a_backend(tmp_path):
+    """Reading and running a checkpoint with bigbird_core imports neither torch nor jax; a weight file that
+    needs a framework is a clear error naming the backend to import."""
+    import subprocess
+    import sys
+
+    bb.BigBirdForMaskedLM(CFG).save_pretrained(tmp_path / "st")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "config.json").write_text((tmp_path / "st" / "config.json").read_text())
+    (tmp_path / "bin" / "pytorch_model.bin").write_bytes(b"not read")
+    code = f"""
+import sys, numpy as np, bigbird_core as bb
+m = bb.BigBirdForMaskedLM.from_pretrained({str(tmp_path / "st")!r})
+m(input_ids=np.ones((1, 150), np.int64))
+try:
+    bb.BigBirdForMaskedLM.from_pretrained({str(tmp_path / "bin")!r})
+except bb.CheckpointError as exc:
+    print("ERR", exc)
+print(sorted(k for k in ("torch", "jax", "flax", "bigbird_torch", "bigbird_flax", "transformers") if k in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pytorch_model.bin needs torch: import bigbird_torch first" in out
+    assert out.strip().endswith("[]")

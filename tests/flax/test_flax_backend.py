@@ -122,6 +122,11 @@ def test_jit_and_no_jit_agree_and_user_jit_works():
     assert_close(eager, jitted)
     user = jax.jit(lambda p, ids, mask: model(ids, mask, params=p).start_logits)
     assert_close(user(model.params, inputs["input_ids"], inputs["attention_mask"]), jitted)
+    # the output object is a pytree: a user's jit returns it whole
+    whole = jax.jit(lambda p, ids: model(ids, params=p))(model.params, inputs["input_ids"])
+    assert type(whole).__name__ == "BigBirdForQuestionAnsweringModelOutput"
+    # an eager call after traced ones at the same length: nothing traced was cached
+    assert_close(model(inputs["input_ids"]).start_logits, whole.start_logits)
 
 
 def test_checkpoints_cross_between_flax_transformers_and_torch(tmp_path):
@@ -153,10 +158,14 @@ def test_checkpoints_cross_between_flax_transformers_and_torch(tmp_path):
 def test_indices_rng_draws_fresh_legal_plans_inside_jit():
     model = bf.FlaxBigBirdModel(CFG, seed=6)
     ids = jnp.asarray(make_inputs(CASES[0], "BigBirdModel")["input_ids"])
+    apply = jax.jit(lambda p, key: model.module.apply(
+        {"params": p}, ids, deterministic=False, rngs={"indices": key}, mutable=["intermediates"]))  # fmt: skip
+    keys = (jax.random.PRNGKey(0), jax.random.PRNGKey(1), jax.random.PRNGKey(0))
     outs, plans = [], []
-    for key in (jax.random.PRNGKey(0), jax.random.PRNGKey(1), jax.random.PRNGKey(0)):
-        outs.append(model(ids, train=True, indices_rng=key).last_hidden_state)
-        plans.append(np.asarray(model.last_plan))
+    for key in keys:
+        out, state = apply(model.params, key)
+        outs.append(out.last_hidden_state)
+        plans.append(np.asarray(state["intermediates"]["plan"][0]))
     assert not np.array_equal(plans[0], plans[1]) and np.array_equal(plans[0], plans[2])
     assert not np.allclose(outs[0], outs[1]) and np.array_equal(np.asarray(outs[0]), np.asarray(outs[2]))
     n = plans[0].shape[2] + 2
@@ -167,13 +176,13 @@ def test_indices_rng_draws_fresh_legal_plans_inside_jit():
         assert legal[rows, plan].all()
         assert (np.sort(plan, -1)[..., 1:] != np.sort(plan, -1)[..., :-1]).all()
     # the drawn plan gives what the NumPy reference gives with that plan
-    ref = core.BigBirdModel(CFG, model.state_dict())(
-        input_ids=np.asarray(ids), plan=plans[1]
-    ).last_hidden_state
+    ref = core.BigBirdModel(CFG, model.state_dict())(input_ids=np.asarray(ids), plan=plans[1]).last_hidden_state
     assert_close(outs[1], ref)
+    # the wrapper draws the same way from indices_rng
+    assert_close(model(ids, train=True, indices_rng=keys[1]).last_hidden_state, outs[1])
     # without indices_rng, train mode uses transformers' plan, as torch does
-    model(ids, train=True)
-    assert np.array_equal(np.asarray(model.last_plan), core.transformers_plan(CFG, n, training=True))
+    expected = core.BigBirdModel(CFG, model.state_dict()).train()(input_ids=np.asarray(ids)).last_hidden_state
+    assert_close(model(ids, train=True).last_hidden_state, expected)
 
 
 def test_dropout_rng_drives_dropout():
@@ -236,7 +245,7 @@ def test_unprefixed_names_switch_backends():
 def test_fast_path_in_small_chunks_equals_the_full_layout(platform, monkeypatch):
     """CPU: several cache-sized chunks, the last one padded; accelerators: every row in one batch."""
     import bigbird_flax.attention as A
-    from bigbird_core.layout import block_layout, compact_slots
+    from bigbird_core.layout import block_layout, compact_slots, slot_key_blocks
 
     n, b = 19, CFG.block_size
     plan = core.make_plan(CFG, n, training=True)
@@ -244,7 +253,7 @@ def test_fast_path_in_small_chunks_equals_the_full_layout(platform, monkeypatch)
     key = jax.random.PRNGKey(0)
     q, k, v = (jax.random.normal(jax.random.fold_in(key, i), (2, 4, n * b, 8)) for i in range(3))
     mask = jnp.ones((2, n * b)).at[1, -13:].set(0)
-    ref, _ = A.block_sparse_attention(q, k, v, mask, A.key_blocks_of(jnp.asarray(plan))[1], b, True)
+    ref, _ = A.block_sparse_attention(q, k, v, mask, slot_key_blocks(jnp.asarray(plan))[1], b, True)
     monkeypatch.setattr(A, "_CHUNK_BYTES", 4000)
     monkeypatch.setattr(A.jax, "default_backend", lambda: platform)
     got = A.fast_block_sparse_attention(q, k, v, mask, jnp.asarray(merged.key_blocks[1]),

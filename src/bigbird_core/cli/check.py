@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backends import load_backend
-from .config import BigBirdConfig
-from .errors import CheckpointError
-from .heads import MODEL_CLASSES
-from .tolerances import compare, to_numpy
-from .weights import HEADS
+from ..config import BigBirdConfig
+from ..errors import CheckpointError
+from ..heads import MODEL_CLASSES
+from ..tolerances import compare, to_numpy
+from ..weights import HEADS
 
 DEFAULT_CONFIG = BigBirdConfig(
     vocab_size=128, hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=64,
@@ -87,8 +87,8 @@ def flatten_output(out) -> dict[str, np.ndarray]:
 
 def supported_heads(directory: str) -> list[str]:
     """Heads whose weights a checkpoint fully provides (the body-only heads always count)."""
-    from .checkpoint import read_checkpoint
-    from .weights import match_state_dict
+    from ..checkpoint import read_checkpoint
+    from ..weights import match_state_dict
 
     config, state = read_checkpoint(directory)
     heads = []
@@ -104,8 +104,8 @@ def supported_heads(directory: str) -> list[str]:
 
 def conversion_round_trip(directory: str | None, backends: list[str]) -> Row:
     """Weights through every installed format and back: numpy -> Flax tree -> torch state_dict -> numpy."""
-    from .checkpoint import read_checkpoint
-    from .weights import from_flax_tree, to_flax_tree
+    from ..checkpoint import read_checkpoint
+    from ..weights import from_flax_tree, to_flax_tree
 
     if directory is None:
         state = MODEL_CLASSES["BigBirdForPreTraining"](DEFAULT_CONFIG, seed=0).params
@@ -114,9 +114,9 @@ def conversion_round_trip(directory: str | None, backends: list[str]) -> Row:
     back = from_flax_tree(to_flax_tree(state))
     path = ["numpy", "flax"]
     if "torch" in backends:
-        from bigbird_torch.convert import numpy_to_state_dict, state_dict_to_numpy
+        from bigbird_torch.convert import from_numpy, to_numpy
 
-        back = state_dict_to_numpy(numpy_to_state_dict(back))
+        back = to_numpy(from_numpy(back))
         path.append("torch")
     same = sorted(back) == sorted(state) and all(
         np.asarray(back[k]).dtype == np.asarray(state[k]).dtype and np.array_equal(back[k], state[k])

@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 
-from .backends import BACKENDS, available_backends
-from .errors import BigBirdError
-from .weights import HEADS
+from .backends import BACKENDS, available_backends, load_formats
+from ..errors import BigBirdError
+from ..weights import HEADS
 
 
 def _csv(kind: str, allowed):
@@ -62,7 +62,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from .check import supported_heads
-    from .checkpoint import read_checkpoint
+    from ..checkpoint import read_checkpoint
 
     config, state = read_checkpoint(args.model)
     dtypes = sorted({str(v.dtype) for v in state.values()})
@@ -79,10 +79,10 @@ def _info(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from .check import default_inputs, flatten_output
-    from .checkpoint import read_checkpoint
-    from .convert import convert_checkpoint
-    from .heads import MODEL_CLASSES
-    from .tolerances import compare
+    from ..checkpoint import read_checkpoint
+    from ..convert import convert_checkpoint
+    from ..heads import MODEL_CLASSES
+    from ..tolerances import compare
 
     head = convert_checkpoint(args.src, args.dst, args.to, dtype=args.dtype, head=args.head)
     print(f"wrote {args.dst} ({args.to}, {head})")
@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        load_formats()
         return args.func(args)
     except BigBirdError as exc:
         print(f"bigbird: error: {exc}", file=sys.stderr)
@@ -191,6 +192,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bigbird: error: a backend is not installed ({exc.name}): {exc}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

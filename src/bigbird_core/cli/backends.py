@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import InputError, fail
+from ..errors import InputError, fail
 
 BACKENDS = {"numpy": "bigbird_core", "torch": "bigbird_torch", "flax": "bigbird_flax"}
 
@@ -33,3 +33,13 @@ def available_backends() -> list[str]:
             continue
         found.append(name)
     return found
+
+
+def load_formats() -> None:
+    """Import the ``convert`` module of every installed backend: it registers the weight files that need
+    its framework (``pytorch_model.bin``, ``flax_model.msgpack``) with the core's checkpoint reader."""
+    for name in ("bigbird_torch.convert", "bigbird_flax.convert"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue

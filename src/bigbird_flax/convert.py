@@ -1,0 +1,51 @@
+"""Flax <-> NumPy weights and ``flax_model.msgpack`` files (as transformers 4.x Flax writes them).
+
+Same function names as ``bigbird_torch.convert`` (``to_numpy``, ``from_numpy``, ``load_file``,
+``save_file``); the canonical NumPy weights and every NumPy-readable format live in
+``bigbird_core.checkpoint``, the name table in ``bigbird_core.weights``. Importing this module
+registers ``flax_model.msgpack`` with the core.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bigbird_core.checkpoint import FLAX_MSGPACK, register_format
+from bigbird_core.errors import CheckpointError
+from bigbird_core.weights import from_flax_tree, to_flax_tree
+from flax import serialization
+
+
+def to_numpy(tree: dict) -> dict[str, np.ndarray]:
+    """A transformers Flax parameter tree as canonical ``{name: ndarray}`` (dtypes kept)."""
+    return from_flax_tree(jax.tree_util.tree_map(np.asarray, tree))
+
+
+def from_numpy(state: dict[str, np.ndarray]) -> dict:
+    """Canonical ``{name: ndarray}`` as a transformers Flax parameter tree of JAX arrays."""
+    return jax.tree_util.tree_map(jnp.asarray, to_flax_tree(state))
+
+
+def load_file(path: str) -> dict[str, np.ndarray]:
+    """Canonical ``{name: array}`` of a ``flax_model.msgpack`` file (dtypes kept)."""
+    try:
+        with open(path, "rb") as fh:
+            tree = serialization.msgpack_restore(fh.read())
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
+    except Exception as exc:  # msgpack raises several types on corrupt input
+        raise CheckpointError(f"{path}: corrupt or truncated msgpack ({type(exc).__name__})") from None
+    if not isinstance(tree, dict):
+        raise CheckpointError(f"{path}: expected a parameter tree, got {type(tree).__name__}")
+    return from_flax_tree(tree)
+
+
+def save_file(path: str, state: dict[str, np.ndarray]) -> None:
+    """Write canonical weights as a transformers Flax ``flax_model.msgpack`` (to ``path`` directly)."""
+    with open(path, "wb") as fh:
+        fh.write(serialization.msgpack_serialize(to_flax_tree(state)))
+
+
+register_format(FLAX_MSGPACK, load_file, save_file)
