@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from bigbird_core.cli.check import DEFAULT_CONFIG
 from bigbird_core.checkpoint import read_checkpoint, write_safetensors
+from bigbird_core.cli.check import DEFAULT_CONFIG
 from bigbird_core.heads import BigBirdForMaskedLM, BigBirdForQuestionAnswering
 
 BIGBIRD = [sys.executable, "-m", "bigbird_core.cli"]

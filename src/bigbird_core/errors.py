@@ -25,12 +25,18 @@ class CheckpointError(BigBirdError):
     """A checkpoint directory or file that cannot be read, or weights that do not fit the config."""
 
 
+_KINDS = {"b": "a boolean", "i": "an integer", "f": "a floating-point"}
+
+
 def describe(value: Any) -> str:
-    """A short, readable description of ``value`` for error messages (arrays by shape and dtype)."""
+    """A short, readable description of ``value`` for error messages: arrays by kind and shape, worded the
+    same for NumPy, torch and JAX arrays so that every backend gives the same message."""
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if shape is not None and dtype is not None:
-        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+        name = str(dtype).replace("torch.", "")
+        kind = "b" if name == "bool" else "i" if "int" in name else "f" if "float" in name else "?"
+        return f"{_KINDS.get(kind, 'an')} array of shape {tuple(int(s) for s in shape)}"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

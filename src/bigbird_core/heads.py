@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from . import outputs as O
 from .checkpoint import read_checkpoint, write_checkpoint
 from .config import BigBirdConfig
 from .errors import ConfigError, InputError, fail

@@ -55,28 +55,3 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
-
-
-def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-
-
-def cross_entropy(logits: np.ndarray, labels: np.ndarray, ignore_index: int = -100) -> np.ndarray:
-    """Mean cross-entropy over the labels that are not ``ignore_index`` (NaN when none remain, as torch)."""
-    logits = logits.reshape(-1, logits.shape[-1])
-    labels = np.asarray(labels).reshape(-1)
-    keep = labels != ignore_index
-    if not keep.any():
-        return np.asarray(np.nan, logits.dtype)
-    lp = log_softmax(logits[keep])
-    return -lp[np.arange(lp.shape[0]), labels[keep]].mean()
-
-
-def bce_with_logits(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    targets = np.asarray(targets, logits.dtype)
-    return (np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))).mean()
-
-
-def mse(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    return ((pred - np.asarray(target, pred.dtype)) ** 2).mean()

@@ -159,7 +159,7 @@ def prepare_call(
         first = input_ids if input_ids is not None else inputs_embeds
         choices = head == "BigBirdForMultipleChoice"
         lead = tuple(first.shape[:3] if choices else first.shape[:2])
-        shapes = Shapes(int(lead[0]), int(lead[-1]), int(lead[1]) if choices else None)
+        shapes = Shapes(lead[0], lead[-1], lead[1] if choices else None)
         labels = {k: v for k, v in (labels or {}).items() if v is not None}
     ref = input_ids if input_ids is not None else inputs_embeds
     xp, dev = namespace(ref), device(ref)

@@ -54,7 +54,9 @@ class Shapes:
 
 
 def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(s) for s in x.shape)
+    """The shape as a tuple; sizes stay symbolic under ``torch.export`` (no ``int()``: that would
+    specialise a dynamic batch to the example's)."""
+    return tuple(x.shape)
 
 
 def _values(name: str, x: Any, low: float, high: float, *, extra: tuple[int, ...] = (), text: str) -> None:

@@ -11,7 +11,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from bigbird_core.layout import BLOCK_SPARSE_PENALTY, NUM_STATIC_SLOTS, static_slots, winner_slots
 

@@ -15,7 +15,13 @@ import numpy as np
 
 import torch
 from bigbird_core.errors import InputError, fail
-from bigbird_core.layout import BLOCK_SPARSE_PENALTY, NUM_STATIC_SLOTS, BlockLayout, dense_winner, key_block_lists
+from bigbird_core.layout import (
+    BLOCK_SPARSE_PENALTY,
+    NUM_STATIC_SLOTS,
+    BlockLayout,
+    dense_winner,
+    key_block_lists,
+)
 from bigbird_core.recipe import LAYOUT_CACHE_SIZE, PlannedLayout
 
 
@@ -311,7 +317,8 @@ def fast_block_sparse_attention(
     scale = 1.0 / math.sqrt(d)
     k, v = k.contiguous(), v.contiguous()  # rows of blocks are views of these
     key_bias = (1.0 - mask.to(sdt)) * BLOCK_SPARSE_PENALTY  # (B, L)
-    cpu_inference = q.device.type == "cpu" and not _autograd(q, k)
+    # the chunk loops run eagerly only: a traced program (torch.export, compile) keeps the batch symbolic
+    cpu_inference = q.device.type == "cpu" and not _autograd(q, k) and not torch.compiler.is_compiling()
     g_ctx = (_global_rows_in_chunks if cpu_inference else _global_rows)(
         q, k, v, key_bias, b, scale
     )  # (B, H, 2b, d)

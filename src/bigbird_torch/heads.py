@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import numpy as np
+
 import torch
 from bigbird_core.checkpoint import read_checkpoint, write_checkpoint
 from bigbird_core.config import BigBirdConfig
@@ -25,7 +26,6 @@ from torch import nn
 from .attention import check_kernel
 from .convert import to_numpy
 from .model import ACTIVATIONS, BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput
-
 
 # the core's recipe runs outside torch.compile graphs (NumPy planning; eager, as the decorator's graph break);
 # torch.export (non-strict) traces through it, with the value checks skipped for fake tensors

@@ -123,10 +123,9 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_reads_pytorch_model_bin_and_sharded_safetensors(tmp_path):
     transformers = pytest.importorskip("transformers")
+    import bigbird_torch.convert  # noqa: F401  registers pytorch_model.bin with the core
     import torch
     from oracle import hf_config
-
-    import bigbird_torch.convert  # noqa: F401  registers pytorch_model.bin with the core
     torch.manual_seed(0)
     hf = transformers.BigBirdForMaskedLM(hf_config(CFG)).eval()
     hf.save_pretrained(tmp_path / "bin", safe_serialization=False)

@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 
-from .backends import BACKENDS, available_backends, load_formats
 from ..errors import BigBirdError
 from ..weights import HEADS
+from .backends import BACKENDS, available_backends, load_formats
 
 
 def _csv(kind: str, allowed):
@@ -61,8 +61,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .check import supported_heads
     from ..checkpoint import read_checkpoint
+    from .check import supported_heads
 
     config, state = read_checkpoint(args.model)
     dtypes = sorted({str(v.dtype) for v in state.values()})
@@ -78,11 +78,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .check import default_inputs, flatten_output
     from ..checkpoint import read_checkpoint
     from ..convert import convert_checkpoint
     from ..heads import MODEL_CLASSES
     from ..tolerances import compare
+    from .check import default_inputs, flatten_output
 
     head = convert_checkpoint(args.src, args.dst, args.to, dtype=args.dtype, head=args.head)
     print(f"wrote {args.dst} ({args.to}, {head})")

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends import load_backend
 from ..config import BigBirdConfig
 from ..errors import CheckpointError
 from ..heads import MODEL_CLASSES
 from ..tolerances import compare, to_numpy
 from ..weights import HEADS
+from .backends import load_backend
 
 DEFAULT_CONFIG = BigBirdConfig(
     vocab_size=128, hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=64,

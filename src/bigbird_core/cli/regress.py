@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import __version__
-from .backends import load_backend
-from .check import default_inputs, flatten_output, supported_heads
 from ..checkpoint import read_checkpoint
 from ..config import BigBirdConfig
 from ..errors import CheckpointError
 from ..tolerances import compare
+from .backends import load_backend
+from .check import default_inputs, flatten_output, supported_heads
 
 INPUT_SEED = 20201207  # fixed: the golden inputs never change
 
