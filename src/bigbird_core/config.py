@@ -30,6 +30,24 @@ RANDOM_PLANS = ("transformers", "google", "seeded")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
+_JSON_TYPES = {
+    "bool": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+}
+_JSON_NAMES = {"bool": "a JSON boolean (true or false)", "int": "an integer", "float": "a number",
+               "str": "a string", "None": "null"}  # fmt: skip
+
+
+def _as_written(value: Any) -> str:
+    """A value as it is written in config.json (``"768"`` with its quotes)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 @dataclass(frozen=True)
 class BigBirdConfig:
     """Hyper-parameters of a BigBird model (frozen; use :meth:`replace` to derive a variant).
@@ -113,6 +131,7 @@ class BigBirdConfig:
     # -------------------------------------------------------------------------------------- validation
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first field that cannot work."""
+        self._check_types()
         positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                     "intermediate_size", "max_position_embeddings", "type_vocab_size", "block_size",
                     "num_labels")  # fmt: skip
@@ -154,6 +173,18 @@ class BigBirdConfig:
                        self.pad_token_id)  # fmt: skip
         if self.add_cross_attention:
             raise fail(ConfigError, "add_cross_attention", "False (cross-attention is not supported)", True)
+
+    def _check_types(self) -> None:
+        """Every field of its JSON type: booleans for flags, numbers for floats, integers for sizes, strings
+        for names (a string ``"768"`` or ``"false"`` is refused, shown as written)."""
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value, kinds = getattr(self, f.name), str(f.type).replace(" ", "").split("|")
+            ok = ("None" in kinds and value is None) or any(_JSON_TYPES[k](value) for k in kinds if k in _JSON_TYPES)
+            if not ok:
+                expected = " or ".join(_JSON_NAMES[k] for k in kinds if k in _JSON_NAMES)
+                raise ConfigError(f"{f.name}: expected {expected}, got {_as_written(value)}")
 
     # ------------------------------------------------------------------------------------ config.json
     def to_dict(self) -> dict[str, Any]:
@@ -199,16 +230,29 @@ class BigBirdConfig:
             fh.write("\n")
 
     @classmethod
+    def from_json_bytes(cls, raw: bytes, path: str = "config.json") -> BigBirdConfig:
+        """Build from the bytes of a ``config.json`` (UTF-8 JSON object; every field of its JSON type)."""
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config: {path} is not UTF-8 text (byte {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ConfigError(f"config: {path} is nested too deeply to be a config") from None
+        return cls.from_dict(data)
+
+    @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BigBirdConfig:
         """Read a ``config.json`` file, or ``config.json`` inside a directory."""
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, "config.json")
         try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except FileNotFoundError:
             raise ConfigError(f"config: no config.json at {path}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config: {path} is not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {path} ({exc.strerror})") from None
+        return cls.from_json_bytes(raw, path)

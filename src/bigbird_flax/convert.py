@@ -8,6 +8,8 @@ registers ``flax_model.msgpack`` with the core.
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,18 +30,37 @@ def from_numpy(state: dict[str, np.ndarray]) -> dict:
     return jax.tree_util.tree_map(jnp.asarray, to_flax_tree(state))
 
 
-def load_file(path: str) -> dict[str, np.ndarray]:
-    """Canonical ``{name: array}`` of a ``flax_model.msgpack`` file (dtypes kept)."""
+def read_file(fh: BinaryIO, path: str) -> dict[str, np.ndarray]:
+    """Canonical ``{name: array}`` of an open ``flax_model.msgpack`` (dtypes kept): nested mappings of names
+    with arrays as leaves, anything else a :class:`CheckpointError`."""
     try:
-        with open(path, "rb") as fh:
-            tree = serialization.msgpack_restore(fh.read())
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
+        tree = serialization.msgpack_restore(fh.read())
     except Exception as exc:  # msgpack raises several types on corrupt input
         raise CheckpointError(f"{path}: corrupt or truncated msgpack ({type(exc).__name__})") from None
     if not isinstance(tree, dict):
         raise CheckpointError(f"{path}: expected a parameter tree, got {type(tree).__name__}")
-    return from_flax_tree(tree)
+    _check_tree(tree, path, ())
+    try:
+        return from_flax_tree(tree)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a BigBird parameter tree ({exc})") from None
+
+
+def _check_tree(tree: dict, path: str, at: tuple[str, ...]) -> None:
+    for key, value in tree.items():
+        where = "/".join(at + (str(key),))
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: key {where!r} is not a string")
+        if isinstance(value, dict):
+            _check_tree(value, path, at + (key,))
+        elif not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf" and str(value.dtype) != "bfloat16":
+            raise CheckpointError(f"{path}: {where} is a {type(value).__name__}, not an array")
+
+
+def load_file(path: str) -> dict[str, np.ndarray]:
+    """Canonical ``{name: array}`` of the ``flax_model.msgpack`` at ``path`` (see :func:`read_file`)."""
+    with open(path, "rb") as fh:
+        return read_file(fh, path)
 
 
 def save_file(path: str, state: dict[str, np.ndarray]) -> None:
@@ -48,4 +69,4 @@ def save_file(path: str, state: dict[str, np.ndarray]) -> None:
         fh.write(serialization.msgpack_serialize(to_flax_tree(state)))
 
 
-register_format(FLAX_MSGPACK, load_file, save_file)
+register_format(FLAX_MSGPACK, read_file, save_file)

@@ -7,6 +7,8 @@ Same function names as ``bigbird_flax.convert`` (``to_numpy``, ``from_numpy``, `
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import numpy as np
 
 import torch
@@ -44,15 +46,26 @@ def save_file(path: str, state: dict[str, np.ndarray]) -> None:
     torch.save(from_numpy(state), path)
 
 
-def load_file(path: str) -> dict[str, np.ndarray]:
-    """Read ``pytorch_model.bin`` with ``weights_only=True`` (no pickle code runs), dtypes kept."""
+def read_file(fh: BinaryIO, path: str) -> dict[str, np.ndarray]:
+    """Read an open ``pytorch_model.bin`` with ``weights_only=True`` (no pickle code runs), dtypes kept: a
+    flat mapping of names to tensors, anything else a :class:`CheckpointError`."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(fh, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(
-            f"{path}: cannot read ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-        ) from None
+        first = (str(exc).splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: cannot read ({type(exc).__name__}: {first})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a mapping of names to tensors, got {type(state).__name__}")
+    for name, value in state.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
     return to_numpy(state)
 
 
-register_format(TORCH_BIN, load_file, save_file)
+def load_file(path: str) -> dict[str, np.ndarray]:
+    """Read ``pytorch_model.bin`` at ``path`` (see :func:`read_file`)."""
+    with open(path, "rb") as fh:
+        return read_file(fh, path)
+
+
+register_format(TORCH_BIN, read_file, save_file)
