@@ -38,7 +38,9 @@ def test_check_passes_on_the_default():
     from bigbird_core.cli.backends import available_backends
 
     pairs = {(r["left"], r["right"]) for r in data["rows"] if not r["head"].startswith("conversion")}
-    assert pairs == set(combinations(available_backends(), 2))
+    installed = available_backends()
+    assert pairs == set(combinations(installed, 2)) | {(b, "transformers") for b in installed}
+    assert data["reference"] == "transformers 4.57.6" and data["backends"] == installed
     assert {r["head"] for r in data["rows"]} >= {"BigBirdModel", "BigBirdForQuestionAnswering"}
     assert any(r["head"].startswith("conversion round trip") and r["ok"] for r in data["rows"])
 

@@ -107,8 +107,8 @@ def convert_checkpoint(
     """
     if fmt not in FORMATS:
         raise fail(InputError, "--to", f"one of {', '.join(FORMATS)}", repr(fmt))
-    if os.path.abspath(src) == os.path.abspath(dst):
-        raise fail(InputError, "DST", "a directory other than SRC", dst)
+    if os.path.realpath(src) == os.path.realpath(dst):  # symlinks resolved: never overwrite the source
+        raise fail(InputError, "DST", f"a directory other than SRC ({os.path.realpath(src)})", dst)
     config, state = read_checkpoint(src)
     source_head = detect_head(config, state)
     if head is not None:

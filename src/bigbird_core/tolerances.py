@@ -62,6 +62,16 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def identical(a: Any, b: Any) -> bool:
+    """Same dtype, shape and values, NaN equal to NaN (weights compared bit for bit)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind in "fc" or str(a.dtype) == "bfloat16":
+        return bool(np.array_equal(a.astype(np.float64), b.astype(np.float64), equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
 def compare(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "output",
             scale: float = 0.0) -> Comparison:  # fmt: skip
     """Compare ``actual`` against ``expected`` at the table's tolerance for ``dtype`` and ``kind``.
@@ -75,11 +85,13 @@ def compare(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "out
         return Comparison(float("inf"), float("inf"), (), tol, False)
     if a.size == 0:
         return Comparison(0.0, 0.0, (), tol, True)
-    diff = np.abs(a - e)
-    diff = np.where(np.isnan(a) & np.isnan(e), 0.0, diff)
-    diff = np.where(np.isnan(diff), np.inf, diff)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a - e)
+    same = (a == e) | (np.isnan(a) & np.isnan(e))  # NaN equals NaN, inf equals inf, where both have it
+    diff = np.where(same, 0.0, np.where(np.isnan(diff), np.inf, diff))
     big = np.abs(e) >= SENTINEL
-    ordinary = np.abs(e[~big]).max() if (~big).any() else 1.0
+    usable = ~big & np.isfinite(e)
+    ordinary = np.abs(e[usable]).max() if usable.any() else 1.0
     denom = np.where(big, np.abs(e), max(ordinary, scale, 1e-30))
     err = diff / denom
     worst = np.unravel_index(int(np.argmax(err)), err.shape)

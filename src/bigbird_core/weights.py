@@ -7,6 +7,7 @@ the word embedding matrix and its bias is ``cls.predictions.bias``; neither is s
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ HEADS = (
     "BigBirdForQuestionAnswering",
 )
 BODY_PREFIX = "bert."
+log = logging.getLogger("bigbird")
 TIED_DECODER_WEIGHT = "cls.predictions.decoder.weight"
 TIED_DECODER_BIAS = "cls.predictions.decoder.bias"
 
@@ -160,6 +162,11 @@ def _adapt_prefix(state: dict[str, np.ndarray], head: str) -> dict[str, np.ndarr
     return state
 
 
+def _is_body(name: str) -> bool:
+    """A weight of the encoder body (embeddings and layers; the pooler is optional in some heads)."""
+    return name.removeprefix(BODY_PREFIX).startswith(("embeddings.", "encoder."))
+
+
 def match_state_dict(
     config: BigBirdConfig, head: str, state: dict[str, np.ndarray], *, seed: int = 0, dtype: str | None = None,
     add_pooling_layer: bool | None = None, strict: bool = False,
@@ -185,6 +192,20 @@ def match_state_dict(
     )
     missing = tuple(k for k in wanted if k not in state)
     unexpected = tuple(k for k in state if k not in wanted)
+    not_float = [k for k in wanted if k in state and np.asarray(state[k]).dtype.kind != "f"
+                 and str(np.asarray(state[k]).dtype) != "bfloat16"]  # fmt: skip
+    if not_float:
+        raise CheckpointError("weights: floating-point parameters stored as other dtypes: " + ", ".join(
+            f"{k} ({np.asarray(state[k]).dtype})" for k in not_float[:8]))  # fmt: skip
+    body = [k for k in wanted if _is_body(k)]
+    if body and all(k in missing for k in body):
+        raise CheckpointError(
+            f"weights: the checkpoint holds none of the {len(body)} body weights of {head} (e.g. {body[0]}); "
+            f"it has {len(state)} tensors" + (f" such as {sorted(state)[0]}" if state else "")
+        )
+    if missing and not strict:
+        log.warning("%s: initialised %d weights the checkpoint lacks: %s", head, len(missing),
+                    ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))  # fmt: skip
     if mismatched or (strict and (missing or unexpected)):
         lines = [f"  mis-shaped {k}: checkpoint {got}, config expects {exp}" for k, got, exp in mismatched]
         if strict:

@@ -1,7 +1,5 @@
 """``python -m bigbird_core.cli``: the ``bigbird`` command."""
 
-import sys
+from . import run
 
-from . import main
-
-sys.exit(main())
+run()
