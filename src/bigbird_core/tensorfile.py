@@ -76,10 +76,11 @@ def parse_header(path: str, raw: bytes, body: int) -> dict[str, tuple[str, tuple
         if math.prod(shape) * _ITEM_SIZE[kind] != end - start:
             raise CheckpointError(f"{where}: {end - start} bytes for shape {tuple(shape)} {kind}")
         entries[name] = (kind, tuple(shape), start, end)
-    spans = sorted((s, e, n) for n, (_, _, s, e) in entries.items() if e > s)
-    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
-        if start < end:
-            raise CheckpointError(f"{path}: tensors {first!r} and {second!r} overlap")
+    reach, holder = 0, None  # the furthest byte any earlier tensor covers, and that tensor
+    for start, end, name in sorted((s, e, n) for n, (_, _, s, e) in entries.items() if e > s):
+        if start < reach:
+            raise CheckpointError(f"{path}: tensors {holder!r} and {name!r} overlap")
+        reach, holder = end, name
     return entries
 
 
