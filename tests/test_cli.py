@@ -132,3 +132,157 @@ def test_numpy_only_model_round_trip_through_cli_convert(tmp_path):
     BigBirdForMaskedLM(DEFAULT_CONFIG, seed=2).save_pretrained(tmp_path / "src")
     out = run("convert", str(tmp_path / "src"), str(tmp_path / "dst"), "--to", "safetensors", "--no-verify")
     assert out.returncode == 0 and "wrote" in out.stdout
+
+
+def strict_json(text: str):
+    """Parse JSON refusing NaN and infinities (Python's json accepts them; JSON does not)."""
+
+    def refuse(constant):
+        raise ValueError(f"invalid JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _bad_checkpoint(qa_dir, tmp_path, name: str, mutate) -> str:
+    bad = tmp_path / name
+    bad.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        (bad / f).write_bytes(open(os.path.join(qa_dir, f), "rb").read())
+    mutate(bad)
+    return str(bad)
+
+
+def _header(path, header):
+    import struct
+
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 8)
+
+
+def _index(path, weight_map):
+    (path / "model.safetensors").unlink()
+    (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+def _config(path, **changes):
+    data = json.loads((path / "config.json").read_text())
+    data.update(changes)
+    (path / "config.json").write_text(json.dumps(data))
+
+
+BAD_FILES = {
+    "header-list": (lambda p: _header(p / "model.safetensors", [1, 2]), "expected a JSON object, got list"),
+    "string-offsets": (lambda p: _header(p / "model.safetensors", {"a": {"dtype": "F32", "shape": [2],
+                                         "data_offsets": ["0", "8"]}}), "data_offsets must be"),
+    "negative-shape": (lambda p: _header(p / "model.safetensors", {"a": {"dtype": "F32", "shape": [-2],
+                                         "data_offsets": [0, 8]}}), "non-negative integers"),
+    "index-integers": (lambda p: _index(p, {"bert.pooler.weight": 3}), "plain file name"),
+    "index-escape": (lambda p: _index(p, {"bert.pooler.weight": "../../../../etc/passwd"}), "plain file name"),
+    "config-bool-string": (lambda p: _config(p, is_decoder="false"), 'is_decoder: expected a JSON boolean'),
+    "config-number-string": (lambda p: _config(p, hidden_size="768"), 'hidden_size: expected an integer, got "768"'),
+    "config-utf8": (lambda p: (p / "config.json").write_bytes(b"\xff\xfe{}"), "not UTF-8"),
+    "config-deep": (lambda p: (p / "config.json").write_bytes(b"[" * 100000 + b"]" * 100000), "nested too deeply"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+@pytest.mark.parametrize("command", ["info", "convert"])
+def test_bad_files_give_one_line_and_exit_2(qa_dir, tmp_path, case, command):
+    mutate, message = BAD_FILES[case]
+    bad = _bad_checkpoint(qa_dir, tmp_path, case, mutate)
+    args = ("info", bad) if command == "info" else ("convert", bad, str(tmp_path / "out"), "--to", "safetensors")
+    out = run(*args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.startswith("bigbird: error: ") and out.stderr.count("\n") == 1 and message in out.stderr
+    assert "Traceback" not in out.stderr and "root:x" not in out.stderr
+    assert not (tmp_path / "out").exists()
+    as_json = run(*args, "--json")
+    data = strict_json(as_json.stdout)
+    assert as_json.returncode == 2 and data["ok"] is False and message in data["error"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("check", "--seq-len", "-5"), "--seq-len: expected an integer >= 1, got -5"),
+    (("check", "--seq-len", "0"), "--seq-len: expected an integer >= 1, got 0"),
+    (("check", "--batch", "0"), "--batch: expected an integer >= 1, got 0"),
+    (("check", "--batch", "-1"), "--batch: expected an integer >= 1, got -1"),
+    (("check", "--seed", "-1"), "--seed: expected an integer >= 0, got -1"),
+    (("check", "--backends", "numpy,tf"), "expected a comma-separated subset"),
+    (("frobnicate",), "invalid choice"),
+])  # fmt: skip
+def test_bad_arguments_give_one_line_and_exit_2(args, message):
+    out = run(*args)
+    assert out.returncode == 2 and message in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    data = strict_json(run(*args, "--json").stdout)
+    assert data == {"ok": False, "error": data["error"], "exit_code": 2} and message in data["error"]
+
+
+def test_check_never_passes_with_nothing_to_compare(qa_dir):
+    out = run("check", "--quiet", "--model", qa_dir, "--backends", "torch")
+    assert out.returncode == 2 and "nothing to compare" in out.stderr
+    # one backend on the default model is compared with transformers' recorded outputs
+    alone = strict_json(run("check", "--quiet", "--backends", "numpy", "--heads", "BigBirdModel", "--json").stdout)
+    rows = [r for r in alone["rows"] if not r["head"].startswith("conversion")]
+    assert alone["ok"] and [(r["left"], r["right"]) for r in rows] == [("numpy", "transformers")]
+    assert alone["skipped"] == ["torch", "flax"]
+
+
+def test_nan_weights_give_valid_json(qa_dir, tmp_path):
+    config, state = read_checkpoint(qa_dir)
+    state["bert.encoder.layer.0.output.dense.bias"] = state["bert.encoder.layer.0.output.dense.bias"].copy()
+    state["bert.encoder.layer.0.output.dense.bias"][0] = np.nan
+    from bigbird_core.checkpoint import write_checkpoint
+
+    write_checkpoint(str(tmp_path / "nan"), config, state, "BigBirdForQuestionAnswering")
+    out = run("check", "--quiet", "--model", str(tmp_path / "nan"), "--backends", "numpy,torch", "--json",
+              "--heads", "BigBirdForQuestionAnswering")  # fmt: skip
+    strict_json(out.stdout)  # NaN outputs compare equal on both sides; no bare NaN in the JSON
+    conv = run("convert", str(tmp_path / "nan"), str(tmp_path / "nan2"), "--to", "safetensors", "--json")
+    data = strict_json(conv.stdout)
+    assert data["weights_changed"] == []
+
+
+def test_regress_cannot_be_defeated_by_deleting_entries(qa_dir, tmp_path):
+    import hashlib
+
+    golden = str(tmp_path / "g")
+    assert run("regress", "record", qa_dir, golden, "--quiet").returncode == 0
+    manifest = json.loads(open(golden + ".json").read())
+    manifest["entries"] = manifest["entries"][:3]
+    open(golden + ".json", "w").write(json.dumps(manifest))
+    out = run("regress", "verify", qa_dir, golden, "--quiet")
+    assert out.returncode == 2 and "edited after recording" in out.stderr
+    # an editor who also recomputes the digest, and removes the arrays: the missing outputs still fail
+    with np.load(golden + ".npz") as data:
+        kept = {k: data[k] for k in data.files if k.replace("|", "/") in manifest["entries"]}
+    np.savez_compressed(golden + ".npz", **kept)
+    manifest["npz_sha256"] = hashlib.sha256(open(golden + ".npz", "rb").read()).hexdigest()
+    manifest["digest"] = hashlib.sha256(json.dumps({k: v for k, v in manifest.items() if k != "digest"},
+                                                   sort_keys=True).encode()).hexdigest()  # fmt: skip
+    open(golden + ".json", "w").write(json.dumps(manifest))
+    out = run("regress", "verify", qa_dir, golden, "--quiet")
+    assert out.returncode == 1 and "MISSING" in out.stdout, out.stdout + out.stderr
+    # truncated arrays, a manifest without its keys: one clear line each
+    data = open(golden + ".npz", "rb").read()
+    open(golden + ".npz", "wb").write(data[: len(data) // 2])
+    out = run("regress", "verify", qa_dir, golden, "--quiet")
+    assert out.returncode == 2 and "does not match its manifest" in out.stderr and "Traceback" not in out.stderr
+    open(golden + ".json", "w").write("{}")
+    out = run("regress", "verify", qa_dir, golden, "--quiet")
+    assert out.returncode == 2 and "not a golden manifest" in out.stderr
+
+
+def test_broken_pipe_and_ctrl_c_exit_quietly(qa_dir):
+    import signal
+    import time
+
+    proc = subprocess.Popen([*BIGBIRD, "info", qa_dir], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # `bigbird info DIR | head -1`
+    proc.wait(timeout=120)
+    assert b"Traceback" not in proc.stderr.read() and proc.returncode in (0, 141)
+    proc = subprocess.Popen([*BIGBIRD, "check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and b"Traceback" not in err

@@ -95,7 +95,19 @@ def register_format(filename: str, reader: Reader, writer: Writer) -> None:
     _FRAMEWORK_FORMATS[filename] = (reader, writer)
 
 
+_format_loader: Callable[[str], None] | None = None
+
+
+def set_format_loader(loader: Callable[[str], None] | None) -> None:
+    """Let an application (the ``bigbird`` command) import the backend that registers a format on first
+    need: ``loader(filename)`` is called for a weight file no backend has registered yet."""
+    global _format_loader
+    _format_loader = loader
+
+
 def _framework_format(filename: str, path: str) -> tuple[Reader, Writer]:
+    if filename not in _FRAMEWORK_FORMATS and _format_loader is not None:
+        _format_loader(filename)
     if filename not in _FRAMEWORK_FORMATS:
         extra, package = _NEEDS[filename]
         raise CheckpointError(

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, TypeVar
 
-from .errors import CheckpointError
+from .errors import BigBirdError, CheckpointError
 
 T = TypeVar("T")
 RETRIES = 20  # loads started over when a concurrent writer swapped the directory mid-read
@@ -100,10 +100,14 @@ def read_consistently(path: str, read: Callable[[OpenDirectory], T]) -> T:
         with OpenDirectory(path) as directory:
             try:
                 return read(directory)
-            except FileNotFoundError as exc:
-                if _same_directory(directory, path):  # nothing was swapped: the file is really missing
+            except (FileNotFoundError, BigBirdError) as exc:
+                # a writer swapped a new checkpoint in and is deleting the one we hold (files vanish from
+                # it one by one): read the new one; otherwise the fault is the checkpoint's own
+                if not _same_directory(directory, path):
+                    continue
+                if isinstance(exc, FileNotFoundError):
                     raise CheckpointError(f"{directory.where(str(exc.filename))}: missing") from None
-                continue  # removed by a writer after we opened the directory: read the new one
+                raise
     raise CheckpointError(f"{path}: kept changing while being read ({RETRIES} tries)")
 
 

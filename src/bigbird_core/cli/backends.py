@@ -35,11 +35,20 @@ def available_backends() -> list[str]:
     return found
 
 
+_FORMAT_BACKENDS = {"pytorch_model.bin": "bigbird_torch.convert", "flax_model.msgpack": "bigbird_flax.convert"}
+
+
+def load_format(filename: str) -> None:
+    """Import the backend ``convert`` module that registers ``filename`` (if that backend is installed)."""
+    try:
+        importlib.import_module(_FORMAT_BACKENDS[filename])
+    except (ImportError, KeyError):
+        pass
+
+
 def load_formats() -> None:
-    """Import the ``convert`` module of every installed backend: it registers the weight files that need
-    its framework (``pytorch_model.bin``, ``flax_model.msgpack``) with the core's checkpoint reader."""
-    for name in ("bigbird_torch.convert", "bigbird_flax.convert"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            continue
+    """Let the core read and write every weight file an installed backend supports, importing that backend
+    only when such a file is first met (a safetensors checkpoint imports neither torch nor jax)."""
+    from ..checkpoint import set_format_loader
+
+    set_format_loader(load_format)
