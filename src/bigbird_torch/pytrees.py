@@ -6,5 +6,7 @@ from __future__ import annotations
 import torch
 from bigbird_core.outputs import OUTPUT_CLASSES
 
-for _cls in OUTPUT_CLASSES.values():
-    torch.export.register_dataclass(_cls, serialized_type_name=f"bigbird.{_cls.__name__}")
+_register = getattr(torch.export, "register_dataclass", None)  # torch >= 2.3
+if _register is not None:
+    for _cls in OUTPUT_CLASSES.values():
+        _register(_cls, serialized_type_name=f"bigbird.{_cls.__name__}")
