@@ -21,6 +21,7 @@ from .heads import (
 from .inputs import CallPlan, plan_call
 from .layout import BlockLayout, block_layout, dense_mask
 from .plans import google_plan, make_plan, seeded_plan, transformers_plan
+from .recipe import PreparedCall, finish_call, prepare_call
 from .tolerances import TOLERANCES, assert_close, compare
 from .weights import HEADS
 
@@ -41,5 +42,5 @@ __all__ = [
     "BigBirdForSequenceClassification", "BigBirdForMultipleChoice", "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "CallPlan", "plan_call", "BlockLayout",
     "block_layout", "dense_mask", "make_plan", "transformers_plan", "google_plan", "seeded_plan", "HEADS",
-    "TOLERANCES", "assert_close", "compare", "asarray", "NAME", "runner",
+    "TOLERANCES", "assert_close", "compare", "asarray", "NAME", "runner", "PreparedCall", "prepare_call", "finish_call",
 ]  # fmt: skip

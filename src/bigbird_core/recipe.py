@@ -124,7 +124,7 @@ def prepare_call(
     token_type_ids: Any = None, position_ids: Any = None, inputs_embeds: Any = None, head_mask: Any = None,
     question_lengths: Any = None, plan: Any = None, labels: dict[str, Any] | None = None, training: bool = False,
     past_len: int = 0, output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-    return_dict: bool | None = None, use_cache: bool | None = None, validate: bool = True,
+    return_dict: bool | None = None, use_cache: bool | None = None,
 ) -> PreparedCall:  # fmt: skip
     """Validate and prepare one forward call of ``head`` (see the module docstring).
 
@@ -141,7 +141,6 @@ def prepare_call(
         training: train mode (the train plan of the config's planner).
         past_len: tokens already in the key/value cache (decoders).
         use_cache: return a key/value cache (causal LM with ``config.is_decoder``; None: ``config.use_cache``).
-        validate: False skips the checks (a caller that validated the same arguments already).
 
     Returns:
         The :class:`PreparedCall`.
@@ -150,17 +149,10 @@ def prepare_call(
     if past_len and not c.is_decoder:
         raise fail(InputError, "past_key_values", "None unless config.is_decoder is True", "a cache")
     use_cache = head == "BigBirdForCausalLM" and c.is_decoder and (c.use_cache if use_cache is None else use_cache)
-    if validate:
-        shapes = check_inputs(c, head, input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
-                              question_lengths=question_lengths, past_len=past_len)  # fmt: skip
-        labels = check_labels(c, head, shapes, labels or {})
-    else:
-        first = input_ids if input_ids is not None else inputs_embeds
-        choices = head == "BigBirdForMultipleChoice"
-        lead = tuple(first.shape[:3] if choices else first.shape[:2])
-        shapes = Shapes(lead[0], lead[-1], lead[1] if choices else None)
-        labels = {k: v for k, v in (labels or {}).items() if v is not None}
+    shapes = check_inputs(c, head, input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
+                          question_lengths=question_lengths, past_len=past_len)  # fmt: skip
+    labels = check_labels(c, head, shapes, labels or {})
     ref = input_ids if input_ids is not None else inputs_embeds
     xp, dev = namespace(ref), device(ref)
     if shapes.num_choices is not None:  # fold the choices axis into the batch
