@@ -45,7 +45,7 @@ class BigBirdPreTrainedModel:
             self.load_report = LoadReport((), (), ())
         else:
             params, self.load_report = match_state_dict(config, self.head, params, seed=seed,
-                                                        add_pooling_layer=self.add_pooling_layer)  # fmt: skip
+                                                        add_pooling_layer=self.add_pooling_layer, warn=True)  # fmt: skip
         self.params = params
         self.training = False
 

@@ -169,10 +169,11 @@ def _is_body(name: str) -> bool:
 
 def match_state_dict(
     config: BigBirdConfig, head: str, state: dict[str, np.ndarray], *, seed: int = 0, dtype: str | None = None,
-    add_pooling_layer: bool | None = None, strict: bool = False,
+    add_pooling_layer: bool | None = None, strict: bool = False, warn: bool = False,
 ) -> tuple[dict[str, np.ndarray], LoadReport]:  # fmt: skip
     """Fit a checkpoint's ``{name: array}`` to ``head``: adapt the body prefix, drop tied copies,
-    initialise what is missing (seeded), and report.
+    initialise what is missing (seeded), and report; with ``warn`` (a model being loaded) the initialised
+    weights are also logged as a warning on the ``bigbird`` logger, as transformers does.
 
     Raises:
         CheckpointError listing every mis-shaped key (and, when ``strict``, missing and unexpected keys).
@@ -203,7 +204,7 @@ def match_state_dict(
             f"weights: the checkpoint holds none of the {len(body)} body weights of {head} (e.g. {body[0]}); "
             f"it has {len(state)} tensors" + (f" such as {sorted(state)[0]}" if state else "")
         )
-    if missing and not strict:
+    if missing and warn and not strict:  # a model being loaded (not a probe of which heads fit)
         log.warning("%s: initialised %d weights the checkpoint lacks: %s", head, len(missing),
                     ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))  # fmt: skip
     if mismatched or (strict and (missing or unexpected)):

@@ -283,7 +283,7 @@ class FlaxBigBirdPreTrainedModel:
             config = config.replace(**config_overrides)
         model = cls(config, dtype=dtype, _do_init=False, add_pooling_layer=add_pooling_layer)
         params, model.load_report = match_state_dict(model.config, cls.head, state, seed=seed,
-                                                     add_pooling_layer=model.add_pooling_layer, dtype="float32")  # fmt: skip
+                                                     add_pooling_layer=model.add_pooling_layer, dtype="float32", warn=True)  # fmt: skip
         model.params = from_numpy(params)
         return model
 

@@ -77,7 +77,7 @@ class BigBirdPreTrainedModel(nn.Module):
         with torch.device("meta"):  # no memory and no random init for weights that are about to be loaded
             model = cls(config, add_pooling_layer=add_pooling_layer, _init=False)
         params, report = match_state_dict(model.config, cls.head, state, seed=seed,
-                                          add_pooling_layer=model.add_pooling_layer, dtype="float32")  # fmt: skip
+                                          add_pooling_layer=model.add_pooling_layer, dtype="float32", warn=True)  # fmt: skip
         # writable and contiguous (memory-mapped checkpoint arrays are read-only): the model owns its weights
         tensors = {k: torch.from_numpy(np.require(v, requirements=["C", "W"])) for k, v in params.items()}
         model.load_state_dict(tensors, strict=True, assign=True)
