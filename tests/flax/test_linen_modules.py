@@ -75,3 +75,13 @@ def test_training_step_inside_a_users_module_draws_plans_from_the_indices_stream
     assert l0 == l2 and l0 != l1  # the plan follows the key
     for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g2), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_train_mode_with_dropout_names_the_missing_dropout_rng():
+    model = bf.FlaxBigBirdModel(CFG.replace(hidden_dropout_prob=0.1), seed=0)
+    ids = jnp.asarray(make_inputs(CASE, "BigBirdModel")["input_ids"])
+    with pytest.raises(core.InputError, match="dropout_rng: expected a PRNG key for train=True with dropout > 0"):
+        model(ids, train=True)
+    a = model(ids, train=True, dropout_rng=jax.random.PRNGKey(0)).last_hidden_state
+    b = model(ids, train=True, dropout_rng=jax.random.PRNGKey(1)).last_hidden_state
+    assert not np.allclose(np.asarray(a), np.asarray(b))  # dropout ran
