@@ -255,8 +255,17 @@ def _fail(code: int, message: str, as_json: bool) -> int:
     return code
 
 
+def _interrupted(signum: int, frame: Any) -> NoReturn:
+    """Ctrl-C: leave at once, quietly, with the conventional code. (A KeyboardInterrupt can be swallowed
+    when it lands in a finaliser of torch or JAX objects; a half-written checkpoint is never visible and its
+    staging directory is removed by the next write.)"""
+    os._exit(128 + signal.SIGINT)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored by our parent
+        signal.signal(signal.SIGINT, _interrupted)
     as_json, debug = "--json" in argv, "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
