@@ -19,6 +19,7 @@ peak allocated by the workload above what was allocated before it (torch), or XL
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -56,6 +57,27 @@ def check(name: str, value: float, tol: float) -> None:
     ok = bool(value <= tol)
     RESULTS["checks"].append(dict(name=name, rel=value, tol=tol, ok=ok))
     log(f"check {name:58} rel {value:9.2e}  tol {tol:7.0e}  {'ok' if ok else 'FAIL'}")
+
+
+@contextlib.contextmanager
+def setting(name: str, value: str):
+    """A module-level choice of ``bigbird_torch.attention`` (REPEATED_BLOCKS, HALF_PRECISION_TRAINING)."""
+    import bigbird_torch.attention as A
+
+    previous = getattr(A, name)
+    setattr(A, name, value)
+    try:
+        yield
+    finally:
+        setattr(A, name, previous)
+
+
+def with_setting(fn, name: str, value: str):
+    def call():
+        with setting(name, value):
+            return fn()
+
+    return call
 
 
 # --------------------------------------------------------------------------------------------- timing
@@ -128,6 +150,22 @@ def layout_for(config, seq, device, training=False):
     return LayoutTensors.build(block_layout(plan, config.block_size), torch.device(device))
 
 
+def section_peak(device) -> None:
+    """The card's measured ceilings: a bf16 8192^3 matrix product and a device-to-device copy."""
+    import torch
+
+    if device.type != "cuda":
+        return
+    a, b = (torch.randn(8192, 8192, device=device, dtype=torch.bfloat16) for _ in range(2))
+    ms = torch_time(lambda: a @ b, device)
+    RESULTS["peak_bf16_tflops"] = 2 * 8192**3 / ms / 1e9
+    x = torch.empty(2**30, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    ms = torch_time(lambda: y.copy_(x), device)
+    RESULTS["copy_tb_per_s"] = 2 * 2**30 / ms / 1e9
+    log(f"peak bf16 matmul {RESULTS['peak_bf16_tflops']:.0f} TFLOP/s, copy {RESULTS['copy_tb_per_s']:.2f} TB/s")
+
+
 def section_check(args, device, config, tmp) -> None:
     """Results of the flex paths on this device: kernel (values, gradients) and a padded two-layer model."""
     import bigbird_torch.attention as A
@@ -155,6 +193,20 @@ def section_check(args, device, config, tmp) -> None:
             qb, kb, vb, mb = (x.detach().to(torch.bfloat16) for x in (q, k, v, mask))
             got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0)
             check(f"kernel flex bf16 vs fp32 train={training}", rel(got, ref), 2e-2)
+            if device.type == "cuda" and not training:  # the eval plan repeats block 0: repeated tiles
+                with setting("REPEATED_BLOCKS", "tiles"):
+                    got = A.flex_block_sparse_attention(*(x.detach() for x in (q, k, v)), mask, lay, 0)
+                    check("kernel flex repeated tiles fp32 train=False", rel(got, ref), 1e-5)
+                    got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0)
+                    check("kernel flex repeated tiles bf16 vs fp32 train=False", rel(got, ref), 2e-2)
+        if device.type == "cuda":  # half-precision training through FlexAttention (autotuned backward tiles)
+            with setting("HALF_PRECISION_TRAINING", "flex"):
+                qb, kb, vb = (x.detach().to(torch.bfloat16).requires_grad_(True) for x in (q, k, v))
+                got = A.block_sparse_attention(qb, kb, vb, mask.to(torch.bfloat16), lay, 0)[0]
+                got_g = torch.autograd.grad((got * w.to(got.dtype)).float().sum(), (qb, kb, vb))
+                check(f"kernel flex bf16 training vs fp32 train={training}", rel(got, ref), 2e-2)
+                check(f"kernel flex bf16 grad q,k,v vs fp32 train={training}",
+                      max(rel(a, b) for a, b in zip(got_g, ref_g, strict=True)), 5e-2)  # fmt: skip
 
     import transformers
 
@@ -170,15 +222,20 @@ def section_check(args, device, config, tmp) -> None:
     with torch.no_grad():
         ref = theirs(input_ids=ids, attention_mask=attn).last_hidden_state
     del theirs
+    variants = [("gather", "bias", "off"), ("flex", "bias", "off")]
+    if device.type == "cuda":
+        variants += [("flex", "tiles", "off"), ("flex", "tiles", "default")]
     for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 5e-2)):
         ours = bigbird_torch.BigBirdModel.from_pretrained(path, torch_dtype=dtype).to(device).eval()
-        for kernel in ("gather", "flex"):
+        for kernel, repeated, compiled in variants:
             ours.set_block_sparse_kernel(kernel)
-            with torch.no_grad():
+            ours.set_compiled_layers(compiled)
+            with torch.no_grad(), setting("REPEATED_BLOCKS", repeated):
                 out = ours(input_ids=ids, attention_mask=attn).last_hidden_state
             name = str(dtype).split(".")[-1]
+            extra = "" if (repeated, compiled) == ("bias", "off") else f" {repeated} compiled={compiled}"
             check(
-                f"model {kernel} {name} vs transformers (valid rows)",
+                f"model {kernel}{extra} {name} vs transformers (valid rows)",
                 rel(out[attn.bool()], ref[attn.bool()]),
                 tol,
             )
@@ -196,20 +253,42 @@ def section_attention(args, device, config) -> None:
                 for impl, fn in fns.items():
                     row("attention", impl, seq, dtype, torch_time(fn, device), torch_peak_mib(fn, device))
                 if args.profile and device.type == "cuda" and seq == max(args.seqs):
-                    profile(next(iter(fns.values())))
+                    for impl in ("ours-flex", "ours-flex-tiles"):
+                        profile(fns[impl], f"attention {impl} {seq} {dtype}")
 
 
-def profile(fn) -> None:
-    """The CUDA kernels of one call of ``fn``, by time (for the benchmarks README's explanation)."""
+def profile(fn, name: str = "attention", cpu: bool = False) -> None:
+    """The CUDA kernels of 5 calls of ``fn``, by time (for the benchmarks README's explanation); with
+    ``cpu`` the host side too (is the GPU waiting for launches?)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    import torch
+
     fn()
-    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+    torch.cuda.synchronize()
+    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if cpu else [])
+    t0 = time.perf_counter()
+    with torch_profile(activities=activities) as prof:
         for _ in range(5):
             fn()
-    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60)
-    RESULTS["profile"] = table
+        torch.cuda.synchronize()
+    wall = (time.perf_counter() - t0) / 5 * 1000
+    gemm_us = total_us = 0.0
+    for evt in prof.key_averages():
+        us = getattr(evt, "self_device_time_total", None) or getattr(evt, "self_cuda_time_total", 0.0)
+        if getattr(evt, "device_type", None) is not None and "CUDA" not in str(evt.device_type):
+            continue
+        total_us += us
+        if any(t in evt.key.lower() for t in ("gemm", "nvjet", "xmma", "cutlass", "mm_")):
+            gemm_us += us
+    RESULTS.setdefault("profiles", {})[name] = dict(
+        wall_ms_per_call_profiled=wall, gpu_us_per_call=total_us / 5, gemm_us_per_call=gemm_us / 5
+    )
+    log(f"profile {name}: GPU busy {total_us / 5:.1f} us per call, of which matrix products {gemm_us / 5:.1f} us")
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=16, max_name_column_width=60)
+    RESULTS["profiles"][name]["table"] = table
+    log(f"profile {name}: {wall:.3f} ms per call under the profiler")
     log(table)
 
 
@@ -225,6 +304,8 @@ def attention_fns(config, seq, tdt, device) -> dict:
 
     fns = {
         "ours-flex": lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0),
+        "ours-flex-tiles": with_setting(lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0),
+                                        "REPEATED_BLOCKS", "tiles"),  # fmt: skip
         "ours-gather": lambda: A.fast_block_sparse_attention(q, k, v, mask, lay, 0),
         "dense-sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
     }
@@ -248,42 +329,75 @@ def section_model(args, device, config, tmp) -> None:
 
     path = os.path.join(tmp, "bench")
     bigbird_torch.BigBirdModel(config, seed=0).save_pretrained(path)
-    runs = [(seq, dtype, False) for seq in args.seqs for dtype in args.dtypes]
-    runs += [(args.train_seq, dtype, True) for dtype in args.train_dtypes]
-    for seq, dtype, train in runs:
-        for kind, impl, fn in model_fns(config, seq, getattr(torch, dtype), device, path, train):
-            row(kind, impl, seq, dtype, torch_time(fn, device), torch_peak_mib(fn, device))
+    runs = [(seq, 1, dtype, False) for seq in args.seqs for dtype in args.dtypes]
+    runs += [(seq, 8, dtype, False) for seq in args.batch8_seqs for dtype in args.dtypes]
+    runs += [(seq, 1, dtype, True) for seq in args.train_seqs for dtype in args.train_dtypes]
+    for seq, batch, dtype, train in runs:
+        fns = model_fns(config, seq, batch, getattr(torch, dtype), device, path, train)
+        for kind, impl, fn in fns:
+            try:
+                row(kind, impl, seq, dtype, torch_time(fn, device), torch_peak_mib(fn, device), batch=batch)
+            except Exception as exc:  # noqa: BLE001 - a variant that fails is reported, the rest run
+                RESULTS["errors"].append(f"{kind} {impl} {seq} b{batch} {dtype}: {exc!r}"[:2000])
+                log(f"error: {kind} {impl} {seq} b{batch} {dtype}: {exc!r}"[:2000])
+        if args.profile and device.type == "cuda" and not train and batch == 1 and seq == max(args.seqs):
+            for _, impl, fn in fns:
+                if impl in ("ours", "ours-tiles-compiled"):
+                    profile(fn, f"model {impl} {seq} {dtype}", cpu=True)
+        del fns
         torch.cuda.empty_cache() if device.type == "cuda" else None
 
 
 MODEL_KERNEL = "auto"  # the block-sparse kernel of our models ("flex" in the CPU smoke run)
 
 
-def model_fns(config, seq, tdt, device, path, train: bool) -> list:
-    """(kind, impl, fn): one-layer forward of ours and transformers', or with ``train`` a training step."""
+def model_fns(config, seq, batch, tdt, device, path, train: bool) -> list:
+    """(kind, impl, fn): one-layer forward of ours (the library's defaults and, on CUDA, its measured
+    options) and transformers', or with ``train`` a training step."""
     import transformers
 
     import bigbird_torch
     import torch
 
-    ids = torch.as_tensor(np.random.default_rng(1).integers(5, config.vocab_size, (1, seq)), device=device)
-    models = {
-        "ours": bigbird_torch.BigBirdModel.from_pretrained(path, torch_dtype=tdt).to(device).eval(),
-        "transformers": transformers.BigBirdModel.from_pretrained(path, torch_dtype=tdt).to(device).eval(),
-    }
+    ids = torch.as_tensor(np.random.default_rng(1).integers(5, config.vocab_size, (batch, seq)), device=device)
+    ours = bigbird_torch.BigBirdModel.from_pretrained(path, torch_dtype=tdt).to(device).eval()
+    theirs = transformers.BigBirdModel.from_pretrained(path, torch_dtype=tdt).to(device).eval()
+    ours.set_block_sparse_kernel(MODEL_KERNEL)
 
-    def forward(model):
+    def forward(model, compiled="off", graphs=False):
+        if model is ours:
+            model.set_compiled_layers(compiled)
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.no_grad():
             return model(input_ids=ids).last_hidden_state
 
-    def step(model):
+    def step(model, compiled="off"):
+        if model is ours:
+            model.set_compiled_layers(compiled)
         model.zero_grad(set_to_none=True)
         model(input_ids=ids).last_hidden_state.float().sum().backward()
 
-    models["ours"].set_block_sparse_kernel(MODEL_KERNEL)
     if train:
-        return [("train", impl, lambda m=m: step(m)) for impl, m in models.items()]
-    return [("model", impl, lambda m=m: forward(m)) for impl, m in models.items()]
+        out = [("train", "ours", lambda: step(ours))]
+        if device.type == "cuda":
+            if tdt != torch.float32:
+                out.append(("train", "ours-flex", with_setting(lambda: step(ours), "HALF_PRECISION_TRAINING", "flex")))
+                out.append(("train", "ours-flex-compiled", with_setting(lambda: step(ours, "default"),
+                                                                        "HALF_PRECISION_TRAINING", "flex")))  # fmt: skip
+            else:
+                out.append(("train", "ours-compiled", lambda: step(ours, "default")))
+        return out + [("train", "transformers", lambda: step(theirs))]
+    out = [("model", "ours", lambda: forward(ours))]
+    if device.type == "cuda":
+        out += [
+            ("model", "ours-tiles", with_setting(lambda: forward(ours), "REPEATED_BLOCKS", "tiles")),
+            ("model", "ours-tiles-compiled",
+             with_setting(lambda: forward(ours, "default"), "REPEATED_BLOCKS", "tiles")),
+            ("model", "ours-tiles-cudagraphs",
+             with_setting(lambda: forward(ours, "reduce-overhead", True), "REPEATED_BLOCKS", "tiles")),
+        ]  # fmt: skip
+    return out + [("model", "transformers", lambda: forward(theirs))]
 
 
 def section_flax(args, config, tmp) -> None:
@@ -388,7 +502,8 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes, any device: checks the harness")
     p.add_argument("--seq", default="4096,16384")
     p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--train-seq", type=int, default=4096)
+    p.add_argument("--train-seq", default="4096,16384")
+    p.add_argument("--batch8-seq", default="4096", help="lengths also run at batch 8 (model forward)")
     p.add_argument("--train-dtype", default="bfloat16,float32")
     p.add_argument(
         "--impls", default="", help="attention rows whose name starts with one of these (default all)"
@@ -397,7 +512,7 @@ def main(argv=None) -> int:
         "--profile", action="store_true", help="CUDA kernels of the first attention row, largest seq"
     )
     p.add_argument("--check-seq", type=int, default=4096)
-    p.add_argument("--sections", default="attention,model,check,flax")
+    p.add_argument("--sections", default="peak,check,attention,model,flax")
     p.add_argument("--out", default=os.environ.get("OUT", "."))
     args = p.parse_args(argv)
     import bigbird_torch.attention as A
@@ -406,17 +521,20 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     hidden, heads, block, vocab = 768, 12, 64, 50358
     if args.smoke:
-        args.seq, args.train_seq, args.check_seq = "1024", 1024, 1024
+        args.seq, args.train_seq, args.check_seq, args.batch8_seq = "1024", "1024", 1024, ""
         hidden, heads, vocab = 128, 2, 1000
         if device.type == "cpu":
             global MODEL_KERNEL
             MODEL_KERNEL = "flex"  # the eager FlexAttention: checks the harness only
     args.seqs = [int(s) for s in args.seq.split(",")]
+    args.train_seqs = [int(s) for s in args.train_seq.split(",") if s]
+    args.batch8_seqs = [int(s) for s in args.batch8_seq.split(",") if s]
     args.dtypes = args.dtype.split(",")
     args.train_dtypes = [t for t in args.train_dtype.split(",") if t]
     args.impls = [i for i in args.impls.split(",") if i]
     ns = argparse.Namespace(
-        hidden=hidden, heads=heads, layers=1, block=block, vocab=vocab, seqs=args.seqs + [args.check_seq]
+        hidden=hidden, heads=heads, layers=1, block=block, vocab=vocab,
+        seqs=args.seqs + args.train_seqs + [args.check_seq]
     )
     config = base_config(ns)
     RESULTS.update(device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu", torch=torch.__version__,
@@ -435,7 +553,9 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             log(f"--- {name}")
             try:
-                if name == "check":
+                if name == "peak":
+                    section_peak(device)
+                elif name == "check":
                     section_check(args, device, config, tmp)
                 elif name == "attention":
                     section_attention(args, device, config)

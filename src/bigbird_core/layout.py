@@ -212,12 +212,22 @@ class KeyBlockLists:
         indices: int32 ``(heads, n, n)``: those key blocks first (ascending), then zeros.
         bias: float32 ``(heads, n, n)``: ``log(multiplicity)`` at (query block, key block), 0 elsewhere.
         allowed: bool ``(heads, n, n)``: whether the query block attends to the key block.
+        tile_counts: int32 ``(heads, n)``: key-block tiles of each query block when a block that a row's
+            softmax counts ``m`` times is listed ``m`` times (the repeated-tile form: no bias needed).
+        tile_indices: int32 ``(heads, n, n)``: those tiles first (ascending, repeats adjacent), then zeros.
     """
 
     counts: np.ndarray
     indices: np.ndarray
     bias: np.ndarray
     allowed: np.ndarray
+    tile_counts: np.ndarray
+    tile_indices: np.ndarray
+
+    @property
+    def repeats(self) -> bool:
+        """Whether some row counts a key block more than once (the bias is not all zeros)."""
+        return bool((self.tile_counts != self.counts).any())
 
 
 def key_block_lists(layout: BlockLayout, layer: int, compact: CompactSlots | None = None) -> KeyBlockLists:
@@ -242,4 +252,14 @@ def key_block_lists(layout: BlockLayout, layer: int, compact: CompactSlots | Non
     counts = allowed.sum(-1).astype(np.int32)
     indices = np.argsort(~allowed, axis=-1, kind="stable").astype(np.int32)  # allowed blocks first, ascending
     indices = np.where(np.arange(n) < counts[..., None], indices, 0).astype(np.int32)
-    return KeyBlockLists(counts, indices, bias, allowed)
+    # repeated tiles: every valid slot of the full layout once (a block counted m times is listed m times)
+    valid = np.broadcast_to(layout.slot_valid, layout.key_blocks.shape[2:])
+    middle = np.where(valid, layout.key_blocks[layer], n)  # (heads, n-2, S); n: switched off, sorts last
+    if middle.shape[-1] > n:  # unreachable for block-sparse lengths (S = 5 + r < n)
+        raise ValueError(f"{middle.shape[-1]} slots do not fit {n} key blocks")
+    tile_counts = np.full((heads, n), n, dtype=np.int32)
+    tile_counts[:, 1:-1] = valid.sum(-1)
+    tile_indices = np.broadcast_to(np.arange(n, dtype=np.int32), (heads, n, n)).copy()
+    tile_indices[:, 1:-1] = 0
+    tile_indices[:, 1:-1, : middle.shape[-1]] = np.sort(middle, axis=-1) % n  # switched-off slots -> 0
+    return KeyBlockLists(counts, indices, bias, allowed, tile_counts, tile_indices)

@@ -67,21 +67,31 @@ class LayoutTensors:
             object.__setattr__(self, "_compact", (blocks, bias))
         return self.__dict__["_compact"]
 
-    def flex(self, layer: int):
+    def flex(self, layer: int, tiles: bool = False):
         """FlexAttention's ``BlockMask`` of ``layer``'s middle query blocks (1..n-2) against every key, and
         the ``(heads, n, n)`` float32 log-multiplicity bias (``None`` when no row repeats a block).
+
+        With ``tiles``, the repeated-tile form: a key block that a row's softmax counts ``m`` times is listed
+        ``m`` times and the bias is ``None``. The compiled forward kernel walks every listed tile, so this is
+        exact without a per-score lookup; the eager implementation and the backward (which walks the
+        mask's transposed, de-duplicated lists) are not, so it is for compiled inference only.
 
         Every listed block is a full block; off CUDA the mask's ``mask_mod`` states the same layout for the
         eager implementation.
         """
         cache = self.__dict__.setdefault("_flex", {})
-        if layer not in cache:
+        key = (layer, tiles)
+        if key not in cache:
             from torch.nn.attention.flex_attention import BlockMask
 
             device, b = self.key_blocks.device, self.layout.block_size
             lists = key_block_lists(self.layout, layer, self.planned.compact)
-            counts = torch.as_tensor(lists.counts[:, 1:-1], device=device)[None]  # (1, H, n-2): any batch
-            indices = torch.as_tensor(lists.indices[:, 1:-1], device=device)[None]  # (1, H, n-2, n)
+            if tiles and not lists.repeats:
+                cache[key] = self.flex(layer)
+                return cache[key]
+            counts, indices = (lists.tile_counts, lists.tile_indices) if tiles else (lists.counts, lists.indices)
+            counts = torch.as_tensor(counts[:, 1:-1], device=device)[None]  # (1, H, n-2): any batch
+            indices = torch.as_tensor(indices[:, 1:-1], device=device)[None]  # (1, H, n-2, n)
             allowed = torch.as_tensor(lists.allowed, device=device)
 
             def layout_mask(batch, head, q_idx, kv_idx):
@@ -94,9 +104,9 @@ class LayoutTensors:
                 mask_mod=None if device.type == "cuda" else layout_mask,
             )  # fmt: skip
             # without repeated blocks the bias is all zeros: no per-score table lookup (5.6x faster kernel)
-            bias = torch.as_tensor(lists.bias, device=device) if lists.bias.any() else None
-            cache[layer] = (block_mask, bias)
-        return cache[layer]
+            bias = torch.as_tensor(lists.bias, device=device) if lists.repeats and not tiles else None
+            cache[key] = (block_mask, bias)
+        return cache[key]
 
 
 # a model's layouts on its device, per core layout object (the core caches those): bounded like the core
@@ -174,18 +184,27 @@ def flex_available() -> bool:
     return hasattr(BlockMask, "from_kv_blocks")
 
 
-def _autograd(q: torch.Tensor, k: torch.Tensor) -> bool:
+def _autograd(*tensors: torch.Tensor) -> bool:
     """Whether this call records a graph for backward (FlexAttention on CPU and the CPU chunking can't)."""
-    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+# How the compiled FlexAttention kernel counts a key block that a row's softmax counts m times (transformers'
+# eval plan lists block 0 in every random slot: r + 1 times): "bias" adds log(m) to its scores through a
+# (heads, n, n) table read per score; "tiles" lists the block m times in the BlockMask (no per-score read;
+# inference only, training keeps "bias"). See LayoutTensors.flex.
+REPEATED_BLOCKS = "bias"
+# Half-precision training on CUDA: "gather" (the gather path) or "flex" (FlexAttention, its backward compiled
+# with max-autotune, whose candidate tiles include ones no wider than a 64-token block; the default table's
+# half-precision Hopper entry for head_dim 64 has 128-wide tiles, which a 64-token block does not admit).
+HALF_PRECISION_TRAINING = "gather"
 
 
 def _use_flex(q: torch.Tensor, k: torch.Tensor, block_size: int, kernel: str) -> bool:
     if kernel == "gather":
         return False
     if q.is_cuda:
-        if q.dtype != torch.float32 and _autograd(q, k):
-            # FlexAttention's backward picks its tiles from a fixed table whose half-precision Hopper entry
-            # (128-wide tiles for head_dim 64, torch 2.11-2.13) no 64-token block admits: it fails to compile
+        if q.dtype != torch.float32 and _autograd(q, k) and HALF_PRECISION_TRAINING == "gather":
             return False
         return flex_available() and flex_kernel_options(block_size) is not None
     return kernel == "flex" and not _autograd(q, k)
@@ -209,22 +228,23 @@ def flex_kernel_options(block_size: int) -> dict | None:
 
 
 RECOMPILE_LIMIT = 64  # compiled variants (shape, dtype, grad mode) before dynamo would fall back to eager
-_compiled_body = None
 
 
-def _compiled_fn():
-    """``torch.compile`` of the attention body, made once per process.
+@functools.cache
+def _compiled_fn(autotune: bool = False):
+    """``torch.compile`` of the attention body, made once per process (``autotune``: with max-autotune,
+    for half-precision training, matrix products left to ATen).
 
     Each (shape, dtype, grad mode) is one compiled variant; past dynamo's recompile limit it would run the
     eager FlexAttention, which materialises dense scores, so the limit is raised to :data:`RECOMPILE_LIMIT`.
     """
-    global _compiled_body
-    if _compiled_body is None:
-        config = torch._dynamo.config
-        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
-        _compiled_body = torch.compile(_flex_body, dynamic=False)
-    return _compiled_body
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+    if autotune:
+        options = {"max_autotune": True, "max_autotune_gemm_backends": "ATEN"}
+        return torch.compile(_flex_body, dynamic=False, options=options)
+    return torch.compile(_flex_body, dynamic=False)
 
 
 def flex_block_sparse_attention(
@@ -244,11 +264,16 @@ def flex_block_sparse_attention(
     Returns:
         context ``(batch, heads, L, d)``, padded query rows zeroed.
     """
-    block_mask, block_bias = layout.flex(layer)
+    training = _autograd(q, k, v)
+    block_mask, block_bias = layout.flex(layer, tiles=q.is_cuda and REPEATED_BLOCKS == "tiles" and not training)
     b = layout.layout.block_size
     if not q.is_cuda:
         return _flex_body(q, k, v, mask, block_mask, block_bias, b, None)
-    return _compiled_fn()(q, k, v, mask, block_mask, block_bias, b, flex_kernel_options(b))
+    options = flex_kernel_options(b)
+    if training and q.dtype != torch.float32:  # autotune picks backward tiles that the block admits
+        forward_tiles = {"fwd_BLOCK_M": options["BLOCK_M"], "fwd_BLOCK_N": options["BLOCK_N"]}
+        return _compiled_fn(True)(q, k, v, mask, block_mask, block_bias, b, forward_tiles)
+    return _compiled_fn()(q, k, v, mask, block_mask, block_bias, b, options)
 
 
 def _flex_body(q, k, v, mask, block_mask, block_bias, b: int, options) -> torch.Tensor:

@@ -25,7 +25,7 @@ from torch import nn
 
 from .attention import check_kernel
 from .convert import to_numpy
-from .model import ACTIVATIONS, BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput
+from .model import ACTIVATIONS, COMPILE_MODES, BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput
 
 # the core's recipe runs outside torch.compile graphs (NumPy planning; eager, as the decorator's graph break);
 # torch.export (non-strict) traces through it, with the value checks skipped for fake tensors
@@ -118,6 +118,15 @@ class BigBirdPreTrainedModel(nn.Module):
         """Choose this model's block-sparse kernel (see ``bigbird_torch.attention.KERNELS``); returns the
         previous choice."""
         previous, self.body.block_sparse_kernel = self.body.block_sparse_kernel, check_kernel(name)
+        return previous
+
+    def set_compiled_layers(self, mode: str) -> str:
+        """Run every encoder layer's dense parts compiled (see ``bigbird_torch.model.COMPILE_MODES``):
+        ``"default"``, ``"max-autotune-no-cudagraphs"``, ``"reduce-overhead"`` (CUDA graphs) or ``"off"``;
+        returns the previous mode. Each input shape compiles once (shared by every layer and model)."""
+        if mode not in COMPILE_MODES:
+            raise fail(InputError, "mode", f"one of {', '.join(COMPILE_MODES)}", repr(mode))
+        previous, self.body.compiled_layers = self.body.compiled_layers, mode
         return previous
 
     # ---------------------------------------------------------------------------------- forward

@@ -6,7 +6,9 @@ these modules execute it.
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from torch.utils.checkpoint import checkpoint
@@ -71,6 +73,10 @@ class BigBirdSelfAttention(nn.Module):
 
     def forward(self, x, ctx: dict[str, Any], layer: int, past=None):
         q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+        return self.attend(q, k, v, ctx, layer, past)
+
+    def attend(self, q, k, v, ctx: dict[str, Any], layer: int, past=None):
+        """The attention of projected ``(B, H, L, d)`` queries, keys and values (``past`` prepended)."""
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         present = (k, v) if ctx["use_cache"] else None
@@ -122,9 +128,60 @@ class BigBirdLayer(nn.Module):
         self.output = BigBirdResidualOutput(config, config.intermediate_size)
 
     def forward(self, x, ctx: dict[str, Any], layer: int, past=None):
-        attn, probs, present = self.attention.self(x, ctx, layer, past)
-        x = self.attention.output(attn, x)
-        return self.output(self.intermediate(x), x), probs, present
+        compiled = ctx.get("compiled")
+        if compiled is None:
+            attn, probs, present = self.attention.self(x, ctx, layer, past)
+            x = self.attention.output(attn, x)
+            return self.output(self.intermediate(x), x), probs, present
+        sa, ao, out = self.attention.self, self.attention.output, self.output
+        q, k, v = compiled.project(x, sa.query.weight, sa.query.bias, sa.key.weight, sa.key.bias,
+                                   sa.value.weight, sa.value.bias, sa.heads)  # fmt: skip
+        attn, probs, present = sa.attend(q, k, v, ctx, layer, past)
+        x = compiled.finish(
+            attn, x, ao.dense.weight, ao.dense.bias, ao.LayerNorm.weight, ao.LayerNorm.bias,
+            self.intermediate.dense.weight, self.intermediate.dense.bias, out.dense.weight, out.dense.bias,
+            out.LayerNorm.weight, out.LayerNorm.bias, ao.dropout.p if self.training else 0.0,
+        )  # fmt: skip
+        return x, probs, present
+
+
+def _project(x, wq, bq, wk, bk, wv, bv, heads: int):
+    """The query, key and value projections as one matrix product: ``(B, H, L, d)`` each."""
+    bias = None if bq is None else torch.cat([bq, bk, bv])
+    qkv = nn.functional.linear(x, torch.cat([wq, wk, wv]), bias)  # (B, L, 3 hidden)
+    batch, length, _ = x.shape
+    return qkv.view(batch, length, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def _finish(act, eps: float, attn, x, ao_w, ao_b, ln1_w, ln1_b, i_w, i_b, o_w, o_b, ln2_w, ln2_b, p: float):
+    """Attention output dense + residual LayerNorm, feed-forward, output dense + residual LayerNorm."""
+    F = nn.functional
+    h = x.shape[-1]
+    x = F.layer_norm(F.dropout(F.linear(attn, ao_w, ao_b), p) + x, (h,), ln1_w, ln1_b, eps)
+    y = F.dropout(F.linear(act(F.linear(x, i_w, i_b)), o_w, o_b), p)
+    return F.layer_norm(y + x, (h,), ln2_w, ln2_b, eps)
+
+
+# How the dense parts of every encoder layer run (``model.set_compiled_layers``): "off" (default): eager
+# modules; a ``torch.compile`` mode ("default", "max-autotune-no-cudagraphs", "reduce-overhead"): the query,
+# key and value projections as one compiled matrix product and everything after the attention (output dense,
+# LayerNorms, feed-forward) as one compiled graph, shared by all layers. "reduce-overhead" adds CUDA graphs:
+# a call's outputs are overwritten by the next call (clone what you keep).
+COMPILE_MODES = ("off", "default", "max-autotune-no-cudagraphs", "reduce-overhead")
+
+
+@dataclass(frozen=True)
+class CompiledLayers:
+    project: Any
+    finish: Any
+
+
+@functools.cache
+def compiled_layers(mode: str, hidden_act: str, eps: float) -> CompiledLayers:
+    """The compiled dense parts for one mode, activation and LayerNorm epsilon (made once per process)."""
+    finish = functools.partial(_finish, ACTIVATIONS[hidden_act], eps)
+    return CompiledLayers(torch.compile(_project, mode=mode, dynamic=False),
+                          torch.compile(finish, mode=mode, dynamic=False))  # fmt: skip
 
 
 class BigBirdEncoder(nn.Module):
@@ -165,6 +222,7 @@ class BigBirdBody(nn.Module):
         self.encoder = BigBirdEncoder(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
         self.block_sparse_kernel = "auto"
+        self.compiled_layers = "off"
 
     def forward(self, prep: PreparedCall, past_key_values=None) -> dict[str, Any]:
         """Embeddings, encoder and pooler on a call prepared by the core (the sequence is not cut back)."""
@@ -181,6 +239,8 @@ class BigBirdBody(nn.Module):
             use_cache=prep.use_cache, mask=prep.attention_mask, additive_mask=prep.additive_mask,
             layout=None if prep.layout is None else layout_tensors(prep.layout, device),
             kernel=self.block_sparse_kernel,
+            compiled=None if self.compiled_layers == "off" else compiled_layers(
+                self.compiled_layers, self.config.hidden_act, self.config.layer_norm_eps),
             head_masks=[None if prep.head_mask is None else prep.head_mask[i][None, :, None, None]
                         for i in range(self.config.num_hidden_layers)],
         )  # fmt: skip

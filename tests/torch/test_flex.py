@@ -82,6 +82,12 @@ def test_block_lists_are_the_layout():
                 for qb in range(11):
                     listed = lists.indices[h, qb, : lists.counts[h, qb]]
                     assert list(listed) == sorted(np.flatnonzero(lists.allowed[h, qb]))
+            for h in range(lists.counts.shape[0]):  # repeated tiles: the full layout's valid slots, as a multiset
+                for j in range(1, 10):
+                    tiles = lists.tile_indices[h, j, : lists.tile_counts[h, j]]
+                    slots = lay.key_blocks[layer, h, j - 1][lay.slot_valid[j - 1]]
+                    assert list(tiles) == sorted(slots)
+            assert lists.repeats == (not train)
             r = CFG.num_random_blocks
             expected = np.log(r + 1) if not train else 0.0  # eval plans repeat block 0 in every random slot
             assert np.isclose(lists.bias[0, 3, 0], expected)
@@ -156,3 +162,57 @@ def test_score_bias_table_only_for_repeated_blocks():
     )
     assert repeats.flex(0)[1] is not None and float(repeats.flex(0)[1].max()) == pytest.approx(np.log(3))
     assert distinct.flex(0)[1] is None
+
+
+def test_repeated_tiles_equal_the_full_layout_when_compiled():
+    """Eval plans (block 0 in every random slot) as repeated tiles, no bias: a compiled FlexAttention kernel
+    walks every listed tile (inductor's CPU template here; the library's CUDA path is checked by
+    benchmarks/gpu.py) and equals the full layout; the eager implementation reads the mask densely (a repeat
+    counts once), which is why tiles are for compiled inference only. (Inductor's CPU template mishandles
+    fewer queries than keys, so this runs every query block, global rows included, on the core's lists.)"""
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    n, b = 13, 16
+    cfg = CFG.replace(block_size=b)
+    layout = block_layout(core.make_plan(cfg, n, training=False), b)
+    lay = A.LayoutTensors.build(layout, torch.device("cpu"))
+    lists = key_block_lists(layout, 1)
+    assert lists.repeats
+    q, k, v, _ = kernel_inputs(n, b, torch.float32, "cpu")
+    mask = torch.ones(2, n * b)
+    counts, indices = torch.as_tensor(lists.tile_counts)[None], torch.as_tensor(lists.tile_indices)[None]
+    tiles = BlockMask.from_kv_blocks(torch.zeros_like(counts), torch.zeros_like(indices), counts, indices,
+                                     BLOCK_SIZE=b)  # fmt: skip
+    with torch.no_grad():
+        ref = A._block_sparse_with_probs(q, k, v, mask, lay, 1)[0]
+        assert_close(torch.compile(flex_attention, dynamic=False)(q, k, v, block_mask=tiles), ref)
+        assert float((flex_attention(q, k, v, block_mask=tiles) - ref).abs().max()) > 1e-3
+    # the library's middle-row mask lists the same tiles, and needs no bias
+    block_mask, bias = lay.flex(1, tiles=True)
+    assert bias is None and lay.flex(1)[1] is not None
+    kv_counts, kv_indices = block_mask.full_kv_num_blocks[0], block_mask.full_kv_indices[0]
+    np.testing.assert_array_equal(kv_counts.numpy(), lists.tile_counts[:, 1:-1])
+    np.testing.assert_array_equal(kv_indices.numpy(), lists.tile_indices[:, 1:-1])
+
+
+def test_compiled_layers_equal_the_eager_modules():
+    """``set_compiled_layers``: the fused projection and the compiled layer tail (inductor on the CPU here)
+    give the eager model's outputs and gradients, in eval and in train mode (dropout 0)."""
+    cfg = CFG.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    ids = torch.as_tensor(make_inputs(CASES[0], "BigBirdModel")["input_ids"])
+    eager = bt.BigBirdForMaskedLM(cfg, seed=0)
+    compiled = bt.BigBirdForMaskedLM(cfg, seed=0)
+    assert compiled.set_compiled_layers("default") == "off"
+    for train in (False, True):
+        outs, grads = [], []
+        for model in (eager, compiled):
+            model.train(train).zero_grad()
+            out = model(input_ids=ids, labels=ids)
+            out.loss.backward()
+            outs.append(out.logits.detach())
+            grads.append(model.bert.encoder.layer[0].attention.self.query.weight.grad)
+        assert_close(outs[1], outs[0])
+        assert_close(grads[1], grads[0], kind="gradient")
+    with pytest.raises(InputError, match="mode: expected one of off, default, max-autotune-no-cudagraphs, "
+                                         "reduce-overhead, got 'fast'"):  # fmt: skip
+        compiled.set_compiled_layers("fast")
