@@ -193,14 +193,14 @@ def section_check(args, device, config, tmp) -> None:
             qb, kb, vb, mb = (x.detach().to(torch.bfloat16) for x in (q, k, v, mask))
             got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0)
             check(f"kernel flex bf16 vs fp32 train={training}", rel(got, ref), 2e-2)
-            if device.type == "cuda" and not training:  # the eval plan repeats block 0: repeated tiles
-                with setting("REPEATED_BLOCKS", "tiles"):
+            if device.type == "cuda" and not training:  # the eval plan repeats block 0: the bias table
+                with setting("REPEATED_BLOCKS", "bias"):
                     got = A.flex_block_sparse_attention(*(x.detach() for x in (q, k, v)), mask, lay, 0)
-                    check("kernel flex repeated tiles fp32 train=False", rel(got, ref), 1e-5)
+                    check("kernel flex bias table fp32 train=False", rel(got, ref), 1e-5)
                     got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0)
-                    check("kernel flex repeated tiles bf16 vs fp32 train=False", rel(got, ref), 2e-2)
+                    check("kernel flex bias table bf16 vs fp32 train=False", rel(got, ref), 2e-2)
         if device.type == "cuda":  # half-precision training through FlexAttention (autotuned backward tiles)
-            with setting("HALF_PRECISION_TRAINING", "flex"):
+            with setting("HALF_PRECISION_TRAINING", "flex"):  # the default since 2026-11-27
                 qb, kb, vb = (x.detach().to(torch.bfloat16).requires_grad_(True) for x in (q, k, v))
                 got = A.block_sparse_attention(qb, kb, vb, mask.to(torch.bfloat16), lay, 0)[0]
                 got_g = torch.autograd.grad((got * w.to(got.dtype)).float().sum(), (qb, kb, vb))
@@ -222,9 +222,9 @@ def section_check(args, device, config, tmp) -> None:
     with torch.no_grad():
         ref = theirs(input_ids=ids, attention_mask=attn).last_hidden_state
     del theirs
-    variants = [("gather", "bias", "off"), ("flex", "bias", "off")]
+    variants = [("gather", "tiles", "off"), ("flex", "tiles", "off")]
     if device.type == "cuda":
-        variants += [("flex", "tiles", "off"), ("flex", "tiles", "default")]
+        variants += [("flex", "bias", "off"), ("flex", "tiles", "default")]
     for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 5e-2)):
         ours = bigbird_torch.BigBirdModel.from_pretrained(path, torch_dtype=dtype).to(device).eval()
         for kernel, repeated, compiled in variants:
@@ -233,7 +233,7 @@ def section_check(args, device, config, tmp) -> None:
             with torch.no_grad(), setting("REPEATED_BLOCKS", repeated):
                 out = ours(input_ids=ids, attention_mask=attn).last_hidden_state
             name = str(dtype).split(".")[-1]
-            extra = "" if (repeated, compiled) == ("bias", "off") else f" {repeated} compiled={compiled}"
+            extra = "" if (repeated, compiled) == ("tiles", "off") else f" {repeated} compiled={compiled}"
             check(
                 f"model {kernel}{extra} {name} vs transformers (valid rows)",
                 rel(out[attn.bool()], ref[attn.bool()]),
@@ -253,7 +253,7 @@ def section_attention(args, device, config) -> None:
                 for impl, fn in fns.items():
                     row("attention", impl, seq, dtype, torch_time(fn, device), torch_peak_mib(fn, device))
                 if args.profile and device.type == "cuda" and seq == max(args.seqs):
-                    for impl in ("ours-flex", "ours-flex-tiles"):
+                    for impl in ("ours-flex", "ours-flex-bias"):
                         profile(fns[impl], f"attention {impl} {seq} {dtype}")
 
 
@@ -304,8 +304,8 @@ def attention_fns(config, seq, tdt, device) -> dict:
 
     fns = {
         "ours-flex": lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0),
-        "ours-flex-tiles": with_setting(lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0),
-                                        "REPEATED_BLOCKS", "tiles"),  # fmt: skip
+        "ours-flex-bias": with_setting(lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0),
+                                       "REPEATED_BLOCKS", "bias"),  # fmt: skip
         "ours-gather": lambda: A.fast_block_sparse_attention(q, k, v, mask, lay, 0),
         "dense-sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
     }
@@ -342,7 +342,7 @@ def section_model(args, device, config, tmp) -> None:
                 log(f"error: {kind} {impl} {seq} b{batch} {dtype}: {exc!r}"[:2000])
         if args.profile and device.type == "cuda" and not train and batch == 1 and seq == max(args.seqs):
             for _, impl, fn in fns:
-                if impl in ("ours", "ours-tiles-compiled"):
+                if impl in ("ours", "ours-compiled"):
                     profile(fn, f"model {impl} {seq} {dtype}", cpu=True)
         del fns
         torch.cuda.empty_cache() if device.type == "cuda" else None
@@ -382,21 +382,17 @@ def model_fns(config, seq, batch, tdt, device, path, train: bool) -> list:
         out = [("train", "ours", lambda: step(ours))]
         if device.type == "cuda":
             if tdt != torch.float32:
-                out.append(("train", "ours-flex", with_setting(lambda: step(ours), "HALF_PRECISION_TRAINING", "flex")))
-                out.append(("train", "ours-flex-compiled", with_setting(lambda: step(ours, "default"),
-                                                                        "HALF_PRECISION_TRAINING", "flex")))  # fmt: skip
-            else:
-                out.append(("train", "ours-compiled", lambda: step(ours, "default")))
+                out.append(("train", "ours-gather", with_setting(lambda: step(ours), "HALF_PRECISION_TRAINING",
+                                                                 "gather")))  # fmt: skip
+            out.append(("train", "ours-compiled", lambda: step(ours, "default")))
         return out + [("train", "transformers", lambda: step(theirs))]
     out = [("model", "ours", lambda: forward(ours))]
     if device.type == "cuda":
         out += [
-            ("model", "ours-tiles", with_setting(lambda: forward(ours), "REPEATED_BLOCKS", "tiles")),
-            ("model", "ours-tiles-compiled",
-             with_setting(lambda: forward(ours, "default"), "REPEATED_BLOCKS", "tiles")),
-            ("model", "ours-tiles-cudagraphs",
-             with_setting(lambda: forward(ours, "reduce-overhead", True), "REPEATED_BLOCKS", "tiles")),
-        ]  # fmt: skip
+            ("model", "ours-bias", with_setting(lambda: forward(ours), "REPEATED_BLOCKS", "bias")),
+            ("model", "ours-compiled", lambda: forward(ours, "default")),
+            ("model", "ours-cudagraphs", lambda: forward(ours, "reduce-overhead", True)),
+        ]
     return out + [("model", "transformers", lambda: forward(theirs))]
 
 
