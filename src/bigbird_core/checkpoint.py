@@ -200,6 +200,22 @@ def write_checkpoint(directory: str, config: BigBirdConfig, state: dict[str, np.
         log.info("%s: replaced the old weight files %s", directory, ", ".join(old))
 
 
+def write_config(directory: str, config: BigBirdConfig, architecture: str) -> None:
+    """Write ``config.json`` alone into an existing ``directory`` (atomically: a temporary file renamed over
+    it), for weights that another tool wrote there (transformers' Trainer writes ``model.safetensors`` but
+    no config for models that are not its own)."""
+    data = config.to_dict()
+    data["architectures"] = [architecture]
+    target = os.path.join(os.fspath(directory), CONFIG)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    try:
+        BigBirdConfig.from_dict(data).save(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _write_sharded(stage: str, state: dict[str, np.ndarray], max_shard_bytes: int | None) -> None:
     total = sum(int(np.asarray(v).nbytes) for v in state.values())
     if max_shard_bytes is None or total <= max_shard_bytes:

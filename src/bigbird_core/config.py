@@ -115,6 +115,33 @@ class BigBirdConfig:
     def effective_classifier_dropout(self) -> float:
         return self.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
 
+    # transformers' tools (pipelines, Trainer, PEFT) read these from a model's config
+    @property
+    def id2label(self) -> dict[int, str]:
+        """Label names by class index (config.json's ``id2label``, else ``LABEL_i``)."""
+        return {int(k): v for k, v in self.to_dict()["id2label"].items()}
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {v: k for k, v in self.id2label.items()}
+
+    @property
+    def model_type(self) -> str:
+        return "big_bird"
+
+    @property
+    def _commit_hash(self) -> str | None:
+        """The Hub revision a checkpoint came from (transformers' pipelines pass it on); ``None`` here."""
+        return self.extra.get("_commit_hash")
+
+    @property
+    def name_or_path(self) -> str:
+        return str(self.extra.get("_name_or_path", ""))
+
+    @property
+    def return_dict(self) -> bool:
+        return self.use_return_dict
+
     def problem_type_for(self, integer_labels: bool) -> str:
         """transformers' rule for the sequence-classification loss: the configured ``problem_type``, else
         regression for one label, single-label for integer labels, multi-label otherwise."""

@@ -1,7 +1,9 @@
 """Output containers with the transformers field names, shared by every backend.
 
 An output is a dataclass that also behaves like the tuple of its non-None fields: ``out.logits``,
-``out["logits"]``, ``out[0]`` and ``loss, logits = out`` all work, as in transformers.
+``out["logits"]``, ``out[0]`` and ``loss, logits = out`` all work, and like transformers' ``ModelOutput``
+mapping: ``keys()``, ``values()``, ``items()``, ``get()`` and item assignment (``out["logits"] = x`` sets the
+field; a new name adds a key after the fields, as transformers' pipelines do).
 """
 
 from __future__ import annotations
@@ -15,20 +17,40 @@ from typing import Any
 class ModelOutput:
     """Base class: attribute, key and tuple access to the fields that are not None."""
 
+    def _added(self) -> dict[str, Any]:
+        """Keys set by item assignment that are not fields."""
+        return self.__dict__.setdefault("_added_items", {})
+
     def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(
-            getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None
-        )
+        return tuple(self[k] for k in self.keys())
 
     def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+        names = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+        return names + list(self._added())
+
+    def values(self) -> list[Any]:
+        return [self[k] for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self.keys() else default
 
     def __getitem__(self, key: int | slice | str) -> Any:
         if isinstance(key, str):
             if key not in self.keys():
                 raise KeyError(key)
-            return getattr(self, key)
+            return self._added()[key] if key in self._added() else getattr(self, key)
         return self.to_tuple()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"output keys are field names (strings), got {type(key).__name__}")
+        if key in {f.name for f in dataclasses.fields(self)}:
+            setattr(self, key, value)
+        else:
+            self._added()[key] = value
 
     def __iter__(self):
         return iter(self.to_tuple())

@@ -96,9 +96,19 @@ class BigBirdPreTrainedModel(nn.Module):
         write_checkpoint(os.fspath(directory), self.config, to_numpy(self.state_dict()), self.head, fmt,
                          max_shard_size)  # fmt: skip
 
-    def gradient_checkpointing_enable(self) -> None:
-        """Recompute each encoder layer in the backward pass (train mode) to save memory."""
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Recompute each encoder layer in the backward pass (train mode) to save memory.
+
+        ``gradient_checkpointing_kwargs`` (what transformers' Trainer passes) go to
+        ``torch.utils.checkpoint.checkpoint``; ``use_reentrant`` defaults to False.
+        """
+        kwargs = dict(gradient_checkpointing_kwargs or {})
+        if not isinstance(gradient_checkpointing_kwargs, dict | None):
+            raise fail(InputError, "gradient_checkpointing_kwargs", "a dict or None",
+                       type(gradient_checkpointing_kwargs).__name__)  # fmt: skip
+        kwargs.setdefault("use_reentrant", False)
         self.body.encoder.gradient_checkpointing = True
+        self.body.encoder.checkpoint_kwargs = kwargs
 
     def gradient_checkpointing_disable(self) -> None:
         self.body.encoder.gradient_checkpointing = False
@@ -110,6 +120,22 @@ class BigBirdPreTrainedModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters (what transformers' pipelines move inputs to)."""
+        return next(self.parameters()).device
+
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.body.encoder.gradient_checkpointing
+
+    def can_generate(self) -> bool:
+        """Whether this head has ``generate`` (the causal LM)."""
+        return callable(getattr(self, "generate", None))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

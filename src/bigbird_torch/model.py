@@ -189,6 +189,7 @@ class BigBirdEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([BigBirdLayer(config) for _ in range(config.num_hidden_layers)])
         self.gradient_checkpointing = False
+        self.checkpoint_kwargs: dict[str, Any] = {"use_reentrant": False}
 
     def forward(self, x, ctx: dict[str, Any], past_key_values=None):
         hidden, attentions, presents = [], [], []
@@ -197,7 +198,7 @@ class BigBirdEncoder(nn.Module):
                 hidden.append(x)
             past = None if past_key_values is None else past_key_values[i]
             if self.gradient_checkpointing and self.training:
-                x, probs, present = checkpoint(layer, x, ctx, i, past, use_reentrant=False)
+                x, probs, present = checkpoint(layer, x, ctx, i, past, **self.checkpoint_kwargs)
             else:
                 x, probs, present = layer(x, ctx, i, past)
             if ctx["output_attentions"]:
