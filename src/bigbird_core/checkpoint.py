@@ -117,9 +117,10 @@ def _framework_format(filename: str, path: str) -> tuple[Reader, Writer]:
     return _FRAMEWORK_FORMATS[filename]
 
 
-def _read_weights(d: OpenDirectory, prefer: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _read_weights(d: OpenDirectory, prefer: tuple[str, ...], allowed: tuple[str, ...] | None = None,
+                  ) -> dict[str, np.ndarray]:  # fmt: skip
     for name in tuple(prefer) + WEIGHT_FILES:
-        if not d.exists(name):
+        if (allowed is not None and name not in allowed) or not d.exists(name):
             continue
         if name == SAFETENSORS_INDEX:
             return _read_index(d)
@@ -129,7 +130,7 @@ def _read_weights(d: OpenDirectory, prefer: tuple[str, ...]) -> dict[str, np.nda
             return _framework_format(name, d.where(name))[0](fh, d.where(name))
     found = ", ".join(d.names()) or "nothing"
     raise CheckpointError(
-        f"{d.path}: no weights found (expected one of {', '.join(WEIGHT_FILES)}; found {found})"
+        f"{d.path}: no weights found (expected one of {', '.join(allowed or WEIGHT_FILES)}; found {found})"
     )
 
 
@@ -145,16 +146,17 @@ def read_state_dict(directory: str, prefer: tuple[str, ...] = WEIGHT_FILES) -> d
 
 
 def read_checkpoint(
-    directory: str, prefer: tuple[str, ...] = WEIGHT_FILES
+    directory: str, prefer: tuple[str, ...] = WEIGHT_FILES, allowed: tuple[str, ...] | None = None
 ) -> tuple[BigBirdConfig, dict[str, np.ndarray]]:
-    """``(config, state_dict)`` of a transformers checkpoint directory, both from the same version of it."""
+    """``(config, state_dict)`` of a transformers checkpoint directory, both from the same version of it
+    (weights: the first of ``prefer``, then the default order, that exists and is ``allowed``)."""
 
     def read(d: OpenDirectory) -> tuple[BigBirdConfig, dict[str, np.ndarray]]:
         if not d.exists(CONFIG):
             raise CheckpointError(f"{d.path}: no {CONFIG} (not a checkpoint directory)")
         with d.open(CONFIG) as fh:
             config = BigBirdConfig.from_json_bytes(fh.read(), d.where(CONFIG))
-        return config, _read_weights(d, prefer)
+        return config, _read_weights(d, prefer, allowed)
 
     return read_consistently(os.fspath(directory), read)
 
@@ -182,6 +184,11 @@ def write_checkpoint(directory: str, config: BigBirdConfig, state: dict[str, np.
         raise CheckpointError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     data = config.to_dict()
     data["architectures"] = [architecture]
+    data.pop("torch_dtype", None)
+    floating = [str(np.asarray(v).dtype) for v in state.values() if np.asarray(v).dtype.kind == "f"
+                or str(np.asarray(v).dtype) == "bfloat16"]  # fmt: skip
+    if floating:
+        data["dtype"] = max(set(floating), key=floating.count)  # the parameters' dtype, as transformers writes it
     cfg = BigBirdConfig.from_dict(data)
     target = os.path.realpath(os.fspath(directory))  # a symlinked destination is written where it points
     if os.path.exists(target) and not os.path.isdir(target):

@@ -31,10 +31,22 @@ LABEL_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
+def as_config(config: Any) -> BigBirdConfig:
+    """A :class:`BigBirdConfig` from itself, a ``config.json`` dict, or another library's BigBird config
+    object (anything with ``to_dict()``, such as transformers' ``BigBirdConfig``)."""
+    if isinstance(config, BigBirdConfig):
+        return config
+    if isinstance(config, dict):
+        return BigBirdConfig.from_dict(config)
+    to_dict = getattr(config, "to_dict", None)
+    if callable(to_dict) and getattr(config, "model_type", "big_bird") == "big_bird":
+        return BigBirdConfig.from_dict(to_dict())
+    raise fail(InputError, "config", "a bigbird_core.BigBirdConfig (or a BigBird config with to_dict())", config)
+
+
 def model_config(config: Any, head: str) -> BigBirdConfig:
-    """The config a model of ``head`` is built with: a :class:`BigBirdConfig` (QA always has two labels)."""
-    if not isinstance(config, BigBirdConfig):
-        raise fail(InputError, "config", "a bigbird_core.BigBirdConfig", config)
+    """The config a model of ``head`` is built with (see :func:`as_config`; QA always has two labels)."""
+    config = as_config(config)
     if check_head(head) == "BigBirdForQuestionAnswering" and config.num_labels != 2:
         config = config.replace(num_labels=2)  # a start and an end logit
     return config

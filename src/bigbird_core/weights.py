@@ -170,10 +170,14 @@ def _is_body(name: str) -> bool:
 def match_state_dict(
     config: BigBirdConfig, head: str, state: dict[str, np.ndarray], *, seed: int = 0, dtype: str | None = None,
     add_pooling_layer: bool | None = None, strict: bool = False, warn: bool = False,
+    ignore_mismatched_sizes: bool = False,
 ) -> tuple[dict[str, np.ndarray], LoadReport]:  # fmt: skip
     """Fit a checkpoint's ``{name: array}`` to ``head``: adapt the body prefix, drop tied copies,
     initialise what is missing (seeded), and report; with ``warn`` (a model being loaded) the initialised
     weights are also logged as a warning on the ``bigbird`` logger, as transformers does.
+
+    With ``ignore_mismatched_sizes`` (transformers' keyword: a classifier with another number of labels), a
+    mis-shaped weight is initialised instead and reported in ``mismatched_keys``.
 
     Raises:
         CheckpointError listing every mis-shaped key (and, when ``strict``, missing and unexpected keys).
@@ -191,6 +195,12 @@ def match_state_dict(
         for k, s in wanted.items()
         if k in state and tuple(state[k].shape) != s.shape
     )
+    if ignore_mismatched_sizes and mismatched:
+        for k, _, _ in mismatched:
+            state.pop(k)
+        if warn:
+            log.warning("%s: initialised %d weights whose checkpoint shapes differ: %s", head, len(mismatched),
+                        ", ".join(f"{k} {got} -> {exp}" for k, got, exp in mismatched[:8]))  # fmt: skip
     missing = tuple(k for k in wanted if k not in state)
     unexpected = tuple(k for k in state if k not in wanted)
     not_float = [k for k in wanted if k in state and np.asarray(state[k]).dtype.kind != "f"
@@ -207,12 +217,14 @@ def match_state_dict(
     if missing and warn and not strict:  # a model being loaded (not a probe of which heads fit)
         log.warning("%s: initialised %d weights the checkpoint lacks: %s", head, len(missing),
                     ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))  # fmt: skip
-    if mismatched or (strict and (missing or unexpected)):
-        lines = [f"  mis-shaped {k}: checkpoint {got}, config expects {exp}" for k, got, exp in mismatched]
+    if (mismatched and not ignore_mismatched_sizes) or (strict and (missing or unexpected)):
+        lines = [f"  mis-shaped {k}: checkpoint {got}, config expects {exp}" for k, got, exp in mismatched
+                 if not ignore_mismatched_sizes]  # fmt: skip
         if strict:
             lines += [f"  missing {k}" for k in missing] + [f"  unexpected {k}" for k in unexpected]
+        hint = "" if strict else "\n  (ignore_mismatched_sizes=True initialises them instead)"
         raise CheckpointError(
-            f"weights: the checkpoint does not fit {head} with this config:\n" + "\n".join(lines)
+            f"weights: the checkpoint does not fit {head} with this config:\n" + "\n".join(lines) + hint
         )
     if dtype is None:
         dtype = str(next(iter(state.values())).dtype) if state else "float32"

@@ -21,12 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigbird_core.checkpoint import FLAX_MSGPACK, read_checkpoint, write_checkpoint
+from bigbird_core.checkpoint import FLAX_MSGPACK, write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
+from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.recipe import PreparedCall, finish_call
 from bigbird_core.validate import check_inputs, check_labels, model_config
-from bigbird_core.weights import LoadReport, default_pooler, init_params, match_state_dict
+from bigbird_core.weights import LoadReport, default_pooler, flax_path, init_params, param_specs
 
 from .convert import from_numpy, to_numpy
 from .model import ACTIVATIONS, FlaxBigBirdModule, dense, layer_norm, prepare
@@ -274,29 +275,102 @@ class FlaxBigBirdPreTrainedModel:
         self.gradient_checkpointing = True
         self._build_module()
 
+    # transformers' keywords that from_pretrained accepts (besides config fields, which update the config)
+    LOAD_ARGS = ("config", "dtype", "seed", "add_pooling_layer", *HUB_ARGS, "use_safetensors",
+                 "ignore_mismatched_sizes", "from_pt", "_do_init", "gradient_checkpointing", "input_shape")  # fmt: skip
+    main_input_name = "input_ids"
+
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], *, dtype: jnp.dtype = jnp.float32, seed: int = 0,
-                        add_pooling_layer: bool | None = None, **config_overrides: Any):  # fmt: skip
-        """Load a checkpoint directory (``flax_model.msgpack``, safetensors or ``pytorch_model.bin``)."""
-        config, state = read_checkpoint(os.fspath(directory), prefer=(FLAX_MSGPACK,))
-        if config_overrides:
-            config = config.replace(**config_overrides)
-        model = cls(config, dtype=dtype, _do_init=False, add_pooling_layer=add_pooling_layer)
-        params, model.load_report = match_state_dict(model.config, cls.head, state, seed=seed,
-                                                     add_pooling_layer=model.add_pooling_layer, dtype="float32", warn=True)  # fmt: skip
-        model.params = from_numpy(params)
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], *, config: Any = None,
+                        dtype: jnp.dtype = jnp.float32, seed: int = 0, add_pooling_layer: bool | None = None,
+                        revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                        local_files_only: bool = False, token: Any = None, force_download: bool = False,
+                        subfolder: str = "", use_safetensors: bool | None = None,
+                        ignore_mismatched_sizes: bool = False, from_pt: bool = False, _do_init: bool = True,
+                        gradient_checkpointing: bool = False, input_shape: tuple | None = None,
+                        **config_overrides: Any):  # fmt: skip
+        """Load a checkpoint (``flax_model.msgpack``, safetensors or ``pytorch_model.bin``): a local directory
+        or a Hugging Face Hub id through the local cache (keywords as the torch backend's).
+
+        As transformers' Flax models: ``dtype`` is the computation dtype and the parameters keep the dtype
+        they were saved in; ``from_pt`` prefers ``pytorch_model.bin`` (any format loads either way);
+        ``_do_init=False`` returns ``(model, params)`` with the parameters kept outside the model.
+        """
+        prefer = ("pytorch_model.bin",) if from_pt else (FLAX_MSGPACK,)
+        config, params, report, stored = load_pretrained(
+            pretrained_model_name_or_path, cls.head, prefer=prefer, config=config, use_safetensors=use_safetensors,
+            seed=seed, add_pooling_layer=add_pooling_layer, ignore_mismatched_sizes=ignore_mismatched_sizes,
+            overrides=config_overrides, accepted=cls.LOAD_ARGS, revision=revision, cache_dir=cache_dir,
+            local_files_only=local_files_only, token=token, force_download=force_download, subfolder=subfolder,
+        )  # fmt: skip
+        model = cls(config, input_shape=input_shape, dtype=dtype, _do_init=False,
+                    gradient_checkpointing=gradient_checkpointing, add_pooling_layer=add_pooling_layer)  # fmt: skip
+        model.load_report = report
+        tree = from_numpy(params)
+        if stored in ("bfloat16", "float16", "float64"):  # parameters keep their stored dtype
+            tree = model._cast(tree, jnp.dtype(stored))
+        if not _do_init:
+            return model, tree
+        model.params = tree
         return model
+
+    # ------------------------------------------------------------------------------- parameter trees
+    @staticmethod
+    def _cast(params: dict, dtype: jnp.dtype, mask: Any = None) -> dict:
+        def cast(x, keep=True):
+            return x.astype(dtype) if keep and jnp.issubdtype(x.dtype, jnp.floating) else x
+
+        if mask is None:
+            return jax.tree_util.tree_map(cast, params)
+        return jax.tree_util.tree_map(cast, params, mask)
+
+    def to_bf16(self, params: dict, mask: Any = None) -> dict:
+        """``params`` with floating leaves cast to bfloat16 (``mask``: a same-shaped tree of bools, True to
+        cast), as transformers' Flax models; returns a new tree."""
+        return self._cast(params, jnp.bfloat16, mask)
+
+    def to_fp16(self, params: dict, mask: Any = None) -> dict:
+        return self._cast(params, jnp.float16, mask)
+
+    def to_fp32(self, params: dict, mask: Any = None) -> dict:
+        return self._cast(params, jnp.float32, mask)
+
+    @property
+    def params_shape_tree(self) -> dict:
+        """The parameter tree as ``jax.ShapeDtypeStruct`` leaves (float32), from the core's weight table:
+        no initialisation runs."""
+        tree: dict = {}
+        for spec in param_specs(self.config, self.head, self.add_pooling_layer):
+            path, transpose = flax_path(spec.name)
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = jax.ShapeDtypeStruct(spec.shape[::-1] if transpose else spec.shape, jnp.float32)
+        return tree
+
+    @property
+    def required_params(self) -> set[tuple[str, ...]]:
+        """Every parameter's path in the Flax tree (what ``params`` must hold)."""
+        leaves = jax.tree_util.tree_flatten_with_path(self.params_shape_tree)[0]
+        return {tuple(k.key for k in path) for path, _ in leaves}
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Canonical (transformers PyTorch) names to NumPy arrays."""
         return to_numpy(self.params)
 
-    def save_pretrained(self, directory: str | os.PathLike[str], params: dict | None = None,
-                        safe_serialization: bool = False) -> None:  # fmt: skip
-        """Write ``config.json`` and ``flax_model.msgpack`` (or ``model.safetensors``) atomically; dtypes kept."""
+    def save_pretrained(self, save_directory: str | os.PathLike[str], params: dict | None = None,
+                        safe_serialization: bool = False, max_shard_size: int | str | None = None,
+                        push_to_hub: bool = False) -> None:  # fmt: skip
+        """Write ``config.json`` (with the parameters' ``dtype``) and ``flax_model.msgpack`` (or
+        ``model.safetensors``, sharded by ``max_shard_size``) atomically; dtypes kept. Every weight file
+        already in the folder is replaced; other files stay. ``push_to_hub``: see the torch backend."""
+        if push_to_hub:
+            raise fail(InputError, "push_to_hub", "False (save, then huggingface_hub.upload_folder(repo_id=..., "
+                       "folder_path=...))", "True")  # fmt: skip
         state = to_numpy(params if params is not None else self.params)
         fmt = "safetensors" if safe_serialization else "flax"
-        write_checkpoint(os.fspath(directory), self.config, state, "Flax" + self.head, fmt)
+        write_checkpoint(os.fspath(save_directory), self.config, state, "Flax" + self.head, fmt,
+                         shard_bytes(max_shard_size))  # fmt: skip
 
     # ---------------------------------------------------------------------------------- forward
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 import torch
-from bigbird_core.checkpoint import read_checkpoint, write_checkpoint
+from bigbird_core.checkpoint import write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
+from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.recipe import PreparedCall, finish_call, prepare_call
 from bigbird_core.validate import LABEL_ARGS, model_config
-from bigbird_core.weights import LoadReport, init_params, match_state_dict
+from bigbird_core.weights import LoadReport, init_params
 from torch import nn
 
 from .attention import check_kernel
@@ -63,38 +64,74 @@ class BigBirdPreTrainedModel(nn.Module):
                  for k, v in params.items()}  # fmt: skip
         self.load_state_dict(state, strict=True)
 
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], *, torch_dtype: torch.dtype | None = None,
-                        add_pooling_layer: bool | None = None, seed: int = 0, **config_overrides: Any):  # fmt: skip
-        """Load a transformers checkpoint directory (safetensors, sharded, or pytorch_model.bin).
+    # transformers' keywords that from_pretrained accepts (besides config fields, which update the config)
+    LOAD_ARGS = ("config", "dtype", "torch_dtype", "seed", "add_pooling_layer", *HUB_ARGS, "use_safetensors",
+                 "ignore_mismatched_sizes", "device_map", "low_cpu_mem_usage", "attn_implementation")  # fmt: skip
 
-        Keys of another head load into the shared body; the rest is initialised from ``seed`` and listed
-        in ``model.load_report`` (missing, unexpected and mis-shaped keys).
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], *, config: Any = None,
+                        dtype: Any = None, torch_dtype: Any = None, seed: int = 0,
+                        add_pooling_layer: bool | None = None, revision: str | None = None,
+                        cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False,
+                        token: Any = None, force_download: bool = False, subfolder: str = "",
+                        use_safetensors: bool | None = None, ignore_mismatched_sizes: bool = False,
+                        device_map: Any = None, low_cpu_mem_usage: bool | None = None,
+                        attn_implementation: str | None = None, **config_overrides: Any):  # fmt: skip
+        """Load a checkpoint: a local directory (safetensors, sharded, or pytorch_model.bin) or a Hugging
+        Face Hub id through the local cache (``revision``, ``cache_dir``, ``local_files_only``, ``token``,
+        ``force_download``, ``subfolder`` as in transformers; offline with ``HF_HUB_OFFLINE=1``).
+
+        ``dtype`` (or ``torch_dtype``): a torch dtype, its name, or ``"auto"`` for the dtype config.json
+        records; float32 by default, as transformers 4.x. ``config``: a config (ours, transformers', a dict)
+        used instead of the checkpoint's; other keywords naming config fields update it.
+        ``ignore_mismatched_sizes``: mis-shaped weights are initialised instead of refused. ``device_map``: a
+        device (``"cpu"``, ``"cuda:0"``, a ``torch.device``) to move the model to. ``attn_implementation``:
+        only ``"eager"`` (BigBird's attention is the library's own). Keys of another head load into the
+        shared body; the rest is initialised from ``seed`` and listed in ``model.load_report``.
         """
-        config, state = read_checkpoint(os.fspath(directory))
-        if config_overrides:
-            config = config.replace(**config_overrides)
+        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+            raise fail(InputError, "torch_dtype", f"the same as dtype={dtype!r} (torch_dtype is its old name)",
+                       repr(torch_dtype))  # fmt: skip
+        if attn_implementation not in (None, "eager"):
+            raise fail(InputError, "attn_implementation", '"eager" (BigBird\'s attention is the library\'s own)',
+                       repr(attn_implementation))  # fmt: skip
+        if device_map is not None and not isinstance(device_map, str | torch.device) or device_map == "auto":
+            raise fail(InputError, "device_map", 'one device ("cpu", "cuda:0" or a torch.device)', repr(device_map))
+        config, params, report, stored = load_pretrained(
+            pretrained_model_name_or_path, cls.head, prefer=(), config=config, use_safetensors=use_safetensors,
+            seed=seed, add_pooling_layer=add_pooling_layer, ignore_mismatched_sizes=ignore_mismatched_sizes,
+            overrides=config_overrides, accepted=cls.LOAD_ARGS, revision=revision, cache_dir=cache_dir,
+            local_files_only=local_files_only, token=token, force_download=force_download, subfolder=subfolder,
+        )  # fmt: skip
         with torch.device("meta"):  # no memory and no random init for weights that are about to be loaded
             model = cls(config, add_pooling_layer=add_pooling_layer, _init=False)
-        params, report = match_state_dict(model.config, cls.head, state, seed=seed,
-                                          add_pooling_layer=model.add_pooling_layer, dtype="float32", warn=True)  # fmt: skip
         # writable and contiguous (memory-mapped checkpoint arrays are read-only): the model owns its weights
         tensors = {k: torch.from_numpy(np.require(v, requirements=["C", "W"])) for k, v in params.items()}
         model.load_state_dict(tensors, strict=True, assign=True)
         model.load_report = report
-        if torch_dtype is not None:
-            model.to(torch_dtype)
+        target = torch_dtype_of(dtype if dtype is not None else torch_dtype, stored)
+        if target != torch.float32:
+            model.to(target)
+        if device_map is not None:
+            model.to(device_map)
         return model.eval()
 
-    def save_pretrained(self, directory: str | os.PathLike[str], safe_serialization: bool = True,
-                        max_shard_size: int | None = None) -> None:  # fmt: skip
-        """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) atomically; dtypes kept.
+    def save_pretrained(self, save_directory: str | os.PathLike[str], safe_serialization: bool = True,
+                        max_shard_size: int | str | None = None, push_to_hub: bool = False) -> None:  # fmt: skip
+        """Write ``config.json`` (with the parameters' ``dtype``) and ``model.safetensors`` (or
+        ``pytorch_model.bin``) atomically; dtypes kept. Every weight file already in the folder (any format,
+        any shard) is replaced; other files stay.
 
-        ``max_shard_size`` (bytes) splits safetensors into shards with ``model.safetensors.index.json``.
+        ``max_shard_size`` (bytes, or a size such as ``"5GB"``) splits safetensors into shards with
+        ``model.safetensors.index.json``. ``push_to_hub`` is not done here: save, then
+        ``huggingface_hub.upload_folder(repo_id=..., folder_path=save_directory)``.
         """
+        if push_to_hub:
+            raise fail(InputError, "push_to_hub", "False (save, then huggingface_hub.upload_folder(repo_id=..., "
+                       "folder_path=...))", "True")  # fmt: skip
         fmt = "safetensors" if safe_serialization else "torch-bin"
-        write_checkpoint(os.fspath(directory), self.config, to_numpy(self.state_dict()), self.head, fmt,
-                         max_shard_size)  # fmt: skip
+        write_checkpoint(os.fspath(save_directory), self.config, to_numpy(self.state_dict()), self.head, fmt,
+                         shard_bytes(max_shard_size))  # fmt: skip
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
         """Recompute each encoder layer in the backward pass (train mode) to save memory.
@@ -170,6 +207,23 @@ class BigBirdPreTrainedModel(nn.Module):
     def _head(self, prep: PreparedCall, body: dict[str, Any]) -> tuple[Any, Any]:
         """The head's logits (and next-sentence logits) from the body's outputs."""
         return None, None
+
+
+_DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
+           "bfloat16": torch.bfloat16, "float64": torch.float64, "double": torch.float64}  # fmt: skip
+
+
+def torch_dtype_of(dtype: Any, stored: str | None) -> torch.dtype:
+    """The torch dtype ``from_pretrained`` loads into: given, named, ``"auto"`` (config.json's), or float32."""
+    if dtype is None:
+        return torch.float32
+    if dtype == "auto":
+        return _DTYPES.get(str(stored), torch.float32)
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    if isinstance(dtype, str) and dtype.replace("torch.", "") in _DTYPES:
+        return _DTYPES[dtype.replace("torch.", "")]
+    raise fail(InputError, "dtype", 'a floating torch dtype, its name or "auto"', repr(dtype))
 
 
 class BigBirdModel(BigBirdPreTrainedModel, BigBirdBody):
