@@ -18,6 +18,7 @@ transformers = pytest.importorskip("transformers")
 jnp = pytest.importorskip("jax.numpy")
 import jax  # noqa: E402
 
+import bigbird_core as core  # noqa: E402
 import bigbird_flax as bf  # noqa: E402
 import bigbird_torch as bt  # noqa: E402
 from bigbird_core import BigBirdConfig, CheckpointError, InputError  # noqa: E402
@@ -71,11 +72,13 @@ def test_hub_ids_load_offline_from_the_cache_in_both_backends(cache):
     np.testing.assert_array_equal(torch_out(v2), torch_out(bt.BigBirdModel.from_pretrained(tmp / "v2")))
     flax = bf.FlaxBigBirdModel.from_pretrained("org/tiny", cache_dir=root, local_files_only=True)
     np.testing.assert_allclose(np.asarray(flax(IDS).last_hidden_state), local, rtol=1e-5, atol=1e-5)
+    reference = core.BigBirdModel.from_pretrained("org/tiny", cache_dir=root, local_files_only=True)
+    np.testing.assert_allclose(reference(IDS).last_hidden_state, local, rtol=1e-5, atol=1e-5)
     with warnings.catch_warnings():  # the oracle reads the same cache
         warnings.simplefilter("ignore")
         theirs = transformers.BigBirdModel.from_pretrained("org/tiny", cache_dir=root, local_files_only=True).eval()
     np.testing.assert_allclose(torch_out(theirs), local, rtol=1e-5, atol=1e-5)
-    for load in (bt.BigBirdModel.from_pretrained, bf.FlaxBigBirdModel.from_pretrained):
+    for load in (bt.BigBirdModel.from_pretrained, bf.FlaxBigBirdModel.from_pretrained, core.BigBirdModel.from_pretrained):
         with pytest.raises(CheckpointError, match="org/missing: no config.json in the local Hugging Face cache"):
             load("org/missing", cache_dir=root, local_files_only=True)
     with pytest.raises(CheckpointError, match="not a checkpoint directory"):

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import read_checkpoint, write_checkpoint
+from .checkpoint import write_checkpoint
 from .config import BigBirdConfig
 from .errors import ConfigError, InputError, fail
+from .hub import HUB_ARGS, load_pretrained, shard_bytes
 from .model import BodyOutput, run_body
 from .numerics import ACTIVATIONS, layer_norm, linear
 from .recipe import PreparedCall, finish_call, prepare_call
@@ -72,24 +73,37 @@ class BigBirdPreTrainedModel:
         return dict(self.params)
 
     # ------------------------------------------------------------------------------- checkpoints
+    LOAD_ARGS = ("config", "dtype", "seed", "add_pooling_layer", *HUB_ARGS, "use_safetensors",
+                 "ignore_mismatched_sizes")  # fmt: skip
+
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], *, dtype: str | None = None,
-                        add_pooling_layer: bool | None = None, seed: int = 0, **config_overrides: Any):  # fmt: skip
-        """Load a transformers checkpoint directory (safetensors, sharded, or pytorch_model.bin).
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], *, config: Any = None,
+                        dtype: str | None = None, add_pooling_layer: bool | None = None, seed: int = 0,
+                        revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                        local_files_only: bool = False, token: Any = None, force_download: bool = False,
+                        subfolder: str = "", use_safetensors: bool | None = None,
+                        ignore_mismatched_sizes: bool = False, **config_overrides: Any):  # fmt: skip
+        """Load a checkpoint (safetensors, sharded, or pytorch_model.bin): a local directory or a Hugging
+        Face Hub id through the local cache, keywords as the torch backend's; float32 unless ``dtype``.
 
         Keys of another head load into the shared body; the rest is initialised from ``seed`` and listed
         in ``model.load_report``.
         """
-        config, state = read_checkpoint(os.fspath(directory))
-        if config_overrides:
-            config = config.replace(**config_overrides)
-        if dtype is not None:
-            state = {k: v.astype(dtype) for k, v in state.items()}
-        return cls(config, state, add_pooling_layer=add_pooling_layer, seed=seed)
+        config, params, report, _ = load_pretrained(
+            pretrained_model_name_or_path, cls.head, prefer=(), config=config, use_safetensors=use_safetensors,
+            seed=seed, add_pooling_layer=add_pooling_layer, ignore_mismatched_sizes=ignore_mismatched_sizes,
+            overrides=config_overrides, accepted=cls.LOAD_ARGS, revision=revision, cache_dir=cache_dir,
+            local_files_only=local_files_only, token=token, force_download=force_download, subfolder=subfolder,
+        )  # fmt: skip
+        model = cls(config, params, add_pooling_layer=add_pooling_layer, seed=seed)
+        model.load_report = report
+        return model.astype(dtype) if dtype is not None else model
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write ``config.json`` and ``model.safetensors`` atomically."""
-        write_checkpoint(os.fspath(directory), self.config, self.params, self.head)
+    def save_pretrained(self, save_directory: str | os.PathLike[str], max_shard_size: int | str | None = None,
+                        ) -> None:  # fmt: skip
+        """Write ``config.json`` (with the parameters' ``dtype``) and ``model.safetensors`` atomically."""
+        write_checkpoint(os.fspath(save_directory), self.config, self.params, self.head, "safetensors",
+                         shard_bytes(max_shard_size))  # fmt: skip
 
     # ---------------------------------------------------------------------------------- helpers
     @property
