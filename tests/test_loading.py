@@ -3,7 +3,6 @@ cache in huggingface_hub's own layout (offline), dtypes recorded and restored, s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -22,32 +21,12 @@ import bigbird_core as core  # noqa: E402
 import bigbird_flax as bf  # noqa: E402
 import bigbird_torch as bt  # noqa: E402
 from bigbird_core import BigBirdConfig, CheckpointError, InputError  # noqa: E402
+from hubcache import hub_cache  # noqa: E402
 
 CFG = BigBirdConfig(vocab_size=64, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
                     max_position_embeddings=256, block_size=8, num_random_blocks=2, pad_token_id=0,
                     bos_token_id=1, eos_token_id=2, sep_token_id=3)  # fmt: skip
 IDS = np.array([[1, 5, 6, 7, 8, 9, 2]])
-
-
-def hub_cache(root, repo: str, folders: dict[str, str]) -> str:
-    """A Hugging Face cache under ``root`` holding ``repo`` at the given revisions ({ref: checkpoint dir}),
-    laid out as huggingface_hub writes it: blobs by hash, snapshots of symlinks, refs naming commits."""
-    base = os.path.join(root, "models--" + repo.replace("/", "--"))
-    for ref, folder in folders.items():
-        commit = hashlib.sha1(ref.encode()).hexdigest()
-        os.makedirs(os.path.join(base, "refs"), exist_ok=True)
-        with open(os.path.join(base, "refs", ref), "w") as fh:
-            fh.write(commit)
-        snap = os.path.join(base, "snapshots", commit)
-        os.makedirs(snap, exist_ok=True)
-        os.makedirs(os.path.join(base, "blobs"), exist_ok=True)
-        for name in os.listdir(folder):
-            data = open(os.path.join(folder, name), "rb").read()
-            blob = os.path.join(base, "blobs", hashlib.sha256(data).hexdigest())
-            with open(blob, "wb") as fh:
-                fh.write(data)
-            os.symlink(os.path.relpath(blob, snap), os.path.join(snap, name))
-    return root
 
 
 @pytest.fixture(scope="module")
