@@ -37,12 +37,12 @@ def test_check_passes_on_the_default():
 
     from bigbird_core.cli.backends import available_backends
 
-    pairs = {(r["left"], r["right"]) for r in data["rows"] if not r["head"].startswith("conversion")}
+    pairs = {(r["left"], r["right"]) for r in data["rows"] if not r["head"].startswith("weights round trip")}
     installed = available_backends()
     assert pairs == set(combinations(installed, 2)) | {(b, "transformers") for b in installed}
     assert data["reference"] == "transformers 4.57.6" and data["backends"] == installed
     assert {r["head"] for r in data["rows"]} >= {"BigBirdModel", "BigBirdForQuestionAnswering"}
-    assert any(r["head"].startswith("conversion round trip") and r["ok"] for r in data["rows"])
+    assert any(r["head"].startswith("weights round trip") and r["ok"] for r in data["rows"])
 
 
 def test_check_fails_and_names_the_row_when_a_weight_is_perturbed(qa_dir, tmp_path):
@@ -215,7 +215,8 @@ def test_bad_arguments_give_one_line_and_exit_2(args, message):
     out = run(*args)
     assert out.returncode == 2 and message in out.stderr and out.stderr.count("\n") == 1, out.stderr
     data = strict_json(run(*args, "--json").stdout)
-    assert data == {"ok": False, "error": data["error"], "exit_code": 2} and message in data["error"]
+    assert data == {"ok": False, "error": data["error"], "exit_code": 2, "meta": data["meta"]}
+    assert message in data["error"] and data["meta"]["versions"]["bigbird"]
 
 
 def test_check_never_passes_with_nothing_to_compare(qa_dir):
@@ -223,7 +224,7 @@ def test_check_never_passes_with_nothing_to_compare(qa_dir):
     assert out.returncode == 2 and "nothing to compare" in out.stderr
     # one backend on the default model is compared with transformers' recorded outputs
     alone = strict_json(run("check", "--quiet", "--backends", "numpy", "--heads", "BigBirdModel", "--json").stdout)
-    rows = [r for r in alone["rows"] if not r["head"].startswith("conversion")]
+    rows = [r for r in alone["rows"] if not r["head"].startswith("weights round trip")]
     assert alone["ok"] and [(r["left"], r["right"]) for r in rows] == [("numpy", "transformers")]
     assert alone["skipped"] == ["torch", "flax"]
 
@@ -273,6 +274,34 @@ def test_regress_cannot_be_defeated_by_deleting_entries(qa_dir, tmp_path):
     assert out.returncode == 2 and "not a golden manifest" in out.stderr
 
 
+def on_a_terminal(argv: list[str], **kwargs) -> tuple[subprocess.Popen, int]:
+    """Run ``argv`` with stderr on a pseudo-terminal of 24 x 100 (stdout a pipe); returns the master side."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, **kwargs)
+    os.close(slave)
+    return proc, master
+
+
+def read_terminal(master: int, until: str | None = None) -> str:
+    """What the child wrote to the terminal, up to ``until`` (or until it closed the terminal)."""
+    seen = b""
+    while until is None or until.encode() not in seen:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen.decode(errors="replace")
+
+
 def test_broken_pipe_and_ctrl_c_exit_quietly(qa_dir):
     import signal
     import time
@@ -282,10 +311,43 @@ def test_broken_pipe_and_ctrl_c_exit_quietly(qa_dir):
     proc.stdout.close()  # `bigbird info DIR | head -1`
     proc.wait(timeout=120)
     assert b"Traceback" not in proc.stderr.read() and proc.returncode in (0, 141)
-    proc = subprocess.Popen([*BIGBIRD, "check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal has it
-    assert proc.stderr.readline().startswith(b"  .. ")  # working (past the interpreter's own imports)
+    proc, master = on_a_terminal([*BIGBIRD, "check"],
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal has it
+    assert "running" in read_terminal(master, until="running")  # working (past the interpreter's own imports)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and b"Traceback" not in err
+    proc.wait(timeout=120)
+    rest = read_terminal(master)
+    assert proc.returncode == 130 and "Traceback" not in rest
+
+
+def test_version_help_and_json_metadata(qa_dir):
+    from importlib import metadata
+
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith(f"bigbird {metadata.version('bigbird')} (numpy ")
+    assert "torch" in out.stdout and "python" in out.stdout
+    for command in ("check", "convert", "regress", "info"):
+        text = run(command, "--help").stdout
+        assert "usage: bigbird " + command in text and "(default: None)" not in text
+        described = text.split("\n\n")[1]
+        assert len(described) > 40  # a description, not only the usage line
+    assert "SRC                   the checkpoint directory to read" in run("convert", "--help").stdout
+    assert "(default: 150)" in run("check", "--help").stdout
+    data = json.loads(run("info", qa_dir, "--json").stdout)
+    assert data["meta"]["versions"]["numpy"] == np.__version__ and data["weight_files"] == {
+        "model.safetensors": os.path.getsize(os.path.join(qa_dir, "model.safetensors"))}  # fmt: skip
+    assert "weight files: model.safetensors (" in run("info", qa_dir).stdout
+    data = json.loads(run("check", "--heads", "BigBirdModel", "--backends", "numpy", "--json").stdout)
+    assert data["settings"] == {"model": "the seeded default", "dtype": "float32", "seq_len": 150, "batch": 2,
+                                "seed": 0, "train": False}  # fmt: skip
+
+
+def test_progress_shows_on_a_terminal_only(qa_dir, tmp_path):
+    """A progress bar (tqdm) on stderr when it is a terminal; nothing when it is a pipe or with --json."""
+    proc, master = on_a_terminal([*BIGBIRD, "convert", qa_dir, str(tmp_path / "a"), "--to", "flax"])
+    seen = read_terminal(master)
+    assert proc.wait(timeout=600) == 0
+    assert "running both on a seeded input" in seen and "/4" in seen
+    piped = run("convert", qa_dir, str(tmp_path / "b"), "--to", "flax")
+    assert piped.returncode == 0 and piped.stderr == ""

@@ -2,7 +2,11 @@
 
 bigbird check                  # every head, every installed backend, on the seeded default model
 bigbird check --model DIR      # the same for a checkpoint directory
-bigbird info DIR               # config, parameter count, dtypes and supported heads
+bigbird info DIR               # config, parameter count, dtypes, weight files and supported heads
+bigbird --version              # the library's version and those of the installed backends
+
+Progress goes to stderr through tqdm while a command runs, only when stderr is a terminal and neither
+``--json`` nor ``--quiet`` is given.
 
 Exit codes: 0 all good; 1 a numerical difference found (check, regress verify, convert); 2 bad usage
 or bad input (arguments, files); 3 an unexpected internal error. Every error is one line
@@ -69,8 +73,60 @@ def _finite(value: Any) -> Any:
     return value
 
 
+VERSIONED = ("bigbird", "numpy", "torch", "jax", "flax", "transformers")
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions (read from package metadata: no backend is imported), None when absent."""
+    from importlib import metadata
+
+    found: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    found["python"] = sys.version.split()[0]
+    return found
+
+
+def _version_line() -> str:
+    v = versions()
+    parts = ", ".join(f"{k} {v[k] or 'not installed'}" for k in VERSIONED[1:])
+    return f"bigbird {v['bigbird'] or 'unknown'} ({parts}; python {v['python']})"
+
+
 def _emit(data: dict) -> None:
+    """One JSON document on stdout, with ``meta``: the versions it ran with."""
+    data = {**data, "meta": {"versions": versions(), "argv": sys.argv[1:]}}
     print(json.dumps(_finite(data), indent=2, allow_nan=False))
+
+
+class Progress:
+    """A command's steps on stderr through tqdm (a bar with the current step and the elapsed time), only
+    when stderr is a terminal and the command is neither ``--json`` nor ``--quiet``."""
+
+    def __init__(self, args: argparse.Namespace, total: int | None = None) -> None:
+        self.bar = None
+        if not (getattr(args, "json", False) or getattr(args, "quiet", False)) and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            form = "{desc} ({elapsed})" if total is None else "{desc} ({n}/{total}, {elapsed})"
+            self.bar = tqdm(total=total, file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=0,
+                            bar_format=form)  # fmt: skip
+
+    def __call__(self, step: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description_str(step, refresh=False)
+            self.bar.update(1)
+            self.bar.refresh()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -87,21 +143,25 @@ def _check(args: argparse.Namespace) -> int:
             f"nothing to compare: one backend ({', '.join(backends)}) and no recorded reference for this "
             "model and input; run two or more backends (installed: " + ", ".join(installed) + ")"
         )
-    say = (lambda s: None) if args.json or args.quiet else (lambda s: print(f"  .. {s}", file=sys.stderr, flush=True))
-    rows = run_check(args.model, backends=backends, heads=args.heads, seq_len=args.seq_len, batch=args.batch,
-                     dtype=args.dtype, seed=args.seed, train=args.train, progress=say)  # fmt: skip
+    with Progress(args) as say:
+        rows = run_check(args.model, backends=backends, heads=args.heads, seq_len=args.seq_len, batch=args.batch,
+                         dtype=args.dtype, seed=args.seed, train=args.train, progress=say)  # fmt: skip
     failed = [r for r in rows if not r.ok]
     skipped = [b for b in BACKENDS if b not in backends]
     if args.json:
         _emit({"ok": not failed, "backends": backends, "not_installed": [b for b in BACKENDS if b not in installed],
                "skipped": skipped, "reference": "transformers 4.57.6" if reference else None,
+               "settings": {"model": args.model or "the seeded default", "dtype": args.dtype, "seq_len": args.seq_len,
+                            "batch": args.batch, "seed": args.seed, "train": args.train},
                "rows": [r.__dict__ for r in rows]})  # fmt: skip
     else:
-        print(f"{'head':34} {'pair':20} {'max abs':>10} {'rel':>10} {'tol':>7}  result  worst field")
-        for r in rows:
-            pair = f"{r.left}-{r.right}"
+        width = max(34, *(len(r.head) for r in rows))
+        pairs = [f"{r.left}>{r.right}" if ">" in r.left else f"{r.left}-{r.right}" for r in rows]
+        pw = max(20, *(len(p) for p in pairs))
+        print(f"{'head':{width}} {'pair':{pw}} {'max abs':>10} {'rel':>10} {'tol':>7}  result  worst field")
+        for r, pair in zip(rows, pairs, strict=True):
             verdict = "pass" if r.ok else "FAIL"
-            print(f"{r.head:34} {pair:20} {r.max_abs:10.2e} {r.rel:10.2e} {r.tol:7.0e}  {verdict:6}  {r.field}")
+            print(f"{r.head:{width}} {pair:{pw}} {r.max_abs:10.2e} {r.rel:10.2e} {r.tol:7.0e}  {verdict:6}  {r.field}")
         ran = f"backends run: {', '.join(backends)}"
         if skipped:
             ran += f"; not run: {', '.join(skipped)}" + (
@@ -114,19 +174,27 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..checkpoint import read_checkpoint
+    from ..checkpoint import is_weight_file, read_checkpoint
     from .check import supported_heads
 
-    config, state = read_checkpoint(args.model)
+    with Progress(args, total=2) as say:
+        say("reading the checkpoint")
+        config, state = read_checkpoint(args.model)
+        say("probing which heads its weights fit")
+        heads = supported_heads(args.model)
     dtypes = sorted({str(v.dtype) for v in state.values()})
     count = sum(int(np.prod(v.shape)) for v in state.values())
-    heads = supported_heads(args.model)
+    files = {n: os.path.getsize(os.path.join(args.model, n)) for n in sorted(os.listdir(args.model))
+             if is_weight_file(n) and n != "config.json"}  # fmt: skip
     if args.json:
         _emit({"ok": True, "checkpoint": args.model, "parameters": count, "tensors": len(state), "dtypes": dtypes,
-               "heads": heads, "config": config.to_dict()})  # fmt: skip
+               "weight_files": files, "heads": heads, "config": config.to_dict()})  # fmt: skip
         return OK
     print(f"checkpoint: {args.model}")
     print(f"parameters: {count:,} in {len(state)} tensors ({', '.join(dtypes)})")
+    print("weight files: " + ", ".join(f"{n} ({size / 2**20:.1f} MiB)" for n, size in files.items())
+          + ("  (formats differ: each backend reads its own; `bigbird check --model` compares them)"
+             if len({n.split('.')[0].split('-')[0] for n in files}) > 1 else ""))  # fmt: skip
     print(f"heads supported: {', '.join(heads) or 'none'}")
     print("config:")
     for key, value in sorted(config.to_dict().items()):
@@ -141,10 +209,13 @@ def _convert(args: argparse.Namespace) -> int:
     from ..tolerances import compare, identical
     from .check import default_inputs, flatten_output
 
+    progress = Progress(args, total=1 if args.no_verify else 4)
+    progress(f"converting {args.src} to {args.to}")
     head = convert_checkpoint(args.src, args.dst, args.to, dtype=args.dtype, head=args.head)
     result: dict[str, Any] = {"ok": True, "wrote": args.dst, "format": args.to, "head": head}
     lines = [f"wrote {args.dst} ({args.to}, {head})"]
     if not args.no_verify:
+        progress("comparing the weights")
         _, src_state = read_checkpoint(args.src)
         _, dst_state = read_checkpoint(args.dst)
         if args.dtype is None:
@@ -155,7 +226,9 @@ def _convert(args: argparse.Namespace) -> int:
                 lines.append(f"weights changed in conversion: {', '.join(changed[:5])}")
             else:
                 lines.append(f"weights: {len(dst_state)} tensors bit-identical")
+        progress("loading both checkpoints")
         src, dst = (MODEL_CLASSES[head].from_pretrained(d, dtype="float32") for d in (args.src, args.dst))
+        progress("running both on a seeded input")
         length = min(src.config.max_position_embeddings, src.config.min_block_sparse_length + 3)
         inputs = default_inputs(src.config, head, length, 1, 0)
         a, b = flatten_output(src(**inputs)), flatten_output(dst(**inputs))
@@ -164,6 +237,7 @@ def _convert(args: argparse.Namespace) -> int:
         result["outputs"] = {"max_abs": worst.max_abs, "rel": worst.rel, "tol": worst.tol, "ok": worst.ok}
         result["ok"] = result["ok"] and worst.ok
         lines.append(f"outputs: {head} on a seeded input, {worst}")
+    progress.__exit__()
     if args.json:
         _emit(result)
     else:
@@ -172,10 +246,13 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _regress(args: argparse.Namespace) -> int:
+    with Progress(args) as say:
+        return _regress_run(args, say)
+
+
+def _regress_run(args: argparse.Namespace, say: Progress) -> int:
     from .regress import record, verify
 
-    quiet = args.quiet or args.json
-    say = (lambda s: None) if quiet else (lambda s: print(f"  .. {s}", file=sys.stderr, flush=True))
     if args.action == "record":
         manifest = record(args.model, args.golden, backend=args.backend, progress=say)
         if args.json:
@@ -207,39 +284,77 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default when it has one worth showing (not None or False, not already in its help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS or \
+                "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bigbird", description="BigBird across NumPy, PyTorch and Flax.")
+    fmt = _Help
+    parser = _Parser(prog="bigbird", description="BigBird across NumPy, PyTorch and Flax: check that the backends "
+                     "agree, inspect, convert and regress checkpoints.", formatter_class=fmt,
+                     epilog="exit codes: 0 all good, 1 a numerical difference, 2 bad usage or input, 3 internal error")  # fmt: skip
+    parser.add_argument("--version", action="version", version=_version_line())
     parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    check = sub.add_parser("check", help="run every head on every installed backend and compare")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    check = sub.add_parser(
+        "check", formatter_class=fmt, help="run every head on every installed backend and compare",
+        description="Run every head on every installed backend on the same seeded inputs and compare each pair "
+        "(and, for the built-in default model, each backend with transformers 4.57.6's recorded outputs) against "
+        "the tolerance table; then round-trip the weights through every backend's format.",
+    )  # fmt: skip
     check.add_argument("--model", metavar="DIR", help="a checkpoint directory (default: the seeded tiny model)")
-    check.add_argument("--backends", type=_csv("backends", list(BACKENDS)), help="default: every installed backend")
-    check.add_argument("--heads", type=_csv("heads", list(HEADS)), help="default: every head the weights support")
-    check.add_argument("--seq-len", type=_count(1), default=150, help="sequence length (default 150)")
-    check.add_argument("--batch", type=_count(1), default=2)
-    check.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    check.add_argument("--seed", type=_count(0), default=0)
+    check.add_argument("--backends", type=_csv("backends", list(BACKENDS)),
+                       help=f"comma-separated subset of {', '.join(BACKENDS)} (default: every installed backend)")  # fmt: skip
+    check.add_argument("--heads", type=_csv("heads", list(HEADS)), help="comma-separated heads (default: every "
+                       "head the weights support)")  # fmt: skip
+    check.add_argument("--seq-len", type=_count(1), default=150, help="sequence length")
+    check.add_argument("--batch", type=_count(1), default=2, help="batch size")
+    check.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="compute dtype")
+    check.add_argument("--seed", type=_count(0), default=0, help="seed of the inputs")
     check.add_argument("--train", action="store_true", help="train mode (dropout must be 0 in the config)")
-    check.add_argument("--quiet", action="store_true", help="no progress lines")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=_check)
-    conv = sub.add_parser("convert", help="write a checkpoint directory in another format")
-    conv.add_argument("src", metavar="SRC")
-    conv.add_argument("dst", metavar="DST")
-    conv.add_argument("--to", required=True, choices=["safetensors", "torch-bin", "flax"])
-    conv.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "float64"], help="cast weights")
-    conv.add_argument("--head", choices=list(HEADS), help="keep only this head's weights")
+    conv = sub.add_parser(
+        "convert", formatter_class=fmt, help="write a checkpoint directory in another format",
+        description="Write SRC's weights to DST in another format (atomically; DST's other files are kept), then "
+        "verify: the weights bit-identical (unless --dtype casts them) and both checkpoints' outputs on a seeded "
+        "input within tolerance.",
+    )  # fmt: skip
+    conv.add_argument("src", metavar="SRC", help="the checkpoint directory to read")
+    conv.add_argument("dst", metavar="DST", help="the checkpoint directory to write (created or replaced)")
+    conv.add_argument("--to", required=True, choices=["safetensors", "torch-bin", "flax"], help="the format to write")
+    conv.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "float64"],
+                      help="cast the weights (default: keep their dtype)")  # fmt: skip
+    conv.add_argument("--head", choices=list(HEADS), help="keep only this head's weights (default: all)")
     conv.add_argument("--no-verify", action="store_true", help="skip running both sides on a seeded input")
+    conv.add_argument("--quiet", action="store_true", help="no progress bar")
     conv.set_defaults(func=_convert)
-    reg = sub.add_parser("regress", help="record or verify golden outputs of a checkpoint")
-    reg.add_argument("action", choices=["record", "verify"])
-    reg.add_argument("model", metavar="DIR")
+    reg = sub.add_parser(
+        "regress", formatter_class=fmt, help="record or verify golden outputs of a checkpoint",
+        description="record: run every head the weights support on fixed seeded inputs (block-sparse with padding, "
+        "and full attention) and write GOLDEN.npz + GOLDEN.json (versions, digests). verify: rerun them on a "
+        "backend and compare with the tolerance table (exit 1 on drift, 2 on a damaged golden file).",
+    )  # fmt: skip
+    reg.add_argument("action", choices=["record", "verify"], help="record golden outputs or verify against them")
+    reg.add_argument("model", metavar="DIR", help="the checkpoint directory")
     reg.add_argument("golden", metavar="GOLDEN", help="golden file path (GOLDEN.npz + GOLDEN.json)")
-    reg.add_argument("--backend", default="numpy", choices=list(BACKENDS))
+    reg.add_argument("--backend", default="numpy", choices=list(BACKENDS), help="the backend that runs the model")
     reg.add_argument("--verbose", action="store_true", help="list every output, not only drifting ones")
-    reg.add_argument("--quiet", action="store_true")
+    reg.add_argument("--quiet", action="store_true", help="no progress bar")
     reg.set_defaults(func=_regress)
-    info = sub.add_parser("info", help="describe a checkpoint directory")
-    info.add_argument("model", metavar="DIR")
+    info = sub.add_parser(
+        "info", formatter_class=fmt, help="describe a checkpoint directory",
+        description="Describe a checkpoint: parameters, dtypes, the weight files present, the heads its weights "
+        "support, and its config.",
+    )  # fmt: skip
+    info.add_argument("model", metavar="DIR", help="the checkpoint directory")
+    info.add_argument("--quiet", action="store_true", help="no progress bar")
     info.set_defaults(func=_info)
     for command in (check, conv, reg, info):
         command.add_argument("--json", action="store_true", help="print one JSON document for machines")

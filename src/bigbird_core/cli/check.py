@@ -160,7 +160,7 @@ def conversion_round_trip(directory: str | None, backends: list[str]) -> Row:
     )
     worst = max((float(np.max(np.abs(np.asarray(back[k], np.float64) - np.asarray(state[k], np.float64))))
                  for k in state if k in back), default=0.0)  # fmt: skip
-    return Row(f"conversion round trip ({len(state)} tensors)", "->".join(path), "numpy", "bit-identical",
+    return Row(f"weights round trip ({len(state)} tensors)", ">".join(path), "numpy", "bit-identical",
                worst, 0.0 if same else float("inf"), 0.0, same)  # fmt: skip
 
 
@@ -205,6 +205,6 @@ def run_check(
             for left, right in itertools.combinations(backends, 2):
                 c, fld = _worst(results[right], results[left], dtype)
                 rows.append(Row(head, left, right, fld, c.max_abs, c.rel, c.tol, c.ok))
-        progress("conversion round trip")
+        progress("weights round trip")
         rows.append(conversion_round_trip(directory, backends))
         return rows
