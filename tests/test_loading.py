@@ -193,3 +193,36 @@ def test_flax_parameter_trees(tmp_path):
     with pytest.raises(InputError, match="params: this model was built with _do_init=False"):
         bare(IDS)
     np.testing.assert_array_equal(np.asarray(bare(IDS, params=params).logits), np.asarray(model(IDS).logits))
+
+
+def test_flax_initialisation_is_traceable():
+    model = bf.FlaxBigBirdForMaskedLM(CFG)
+    abstract = jax.eval_shape(model.init_weights, jax.random.PRNGKey(0), model.input_shape)
+    assert jax.tree_util.tree_structure(abstract) == jax.tree_util.tree_structure(model.params_shape_tree)
+    assert [a.shape for a in jax.tree_util.tree_leaves(abstract)] == [
+        s.shape for s in jax.tree_util.tree_leaves(model.params_shape_tree)]  # fmt: skip
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    init = jax.jit(model.init_weights, static_argnums=1, out_shardings=replicated)
+    params = init(jax.random.PRNGKey(0), model.input_shape)
+    flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    words = flat["['bert']['embeddings']['word_embeddings']['embedding']"]
+    assert float(jnp.abs(words[CFG.pad_token_id]).max()) == 0.0
+    assert abs(float(words[1:].std()) - CFG.initializer_range) < 0.1 * CFG.initializer_range
+    assert all(float(jnp.abs(v).max()) == 0 for k, v in flat.items() if k.endswith("['bias']"))
+    assert all(float(jnp.abs(v - 1).max()) == 0 for k, v in flat.items() if k.endswith("['scale']"))
+    assert all(x.sharding == replicated for x in jax.tree_util.tree_leaves(params))
+    ids = np.array([[1, 5, 6, 2]])
+    assert np.isfinite(np.asarray(model(ids, params=params).logits)).all()
+
+
+def test_torch_models_build_on_the_meta_device():
+    with torch.device("meta"):
+        model = bt.BigBirdForMaskedLM(CFG)
+    assert all(p.is_meta for p in model.parameters())
+    model.to_empty(device="cpu")
+    source = bt.BigBirdForMaskedLM(CFG, seed=3).eval()
+    model.load_state_dict(source.state_dict())
+    with torch.no_grad():
+        ids = torch.as_tensor(IDS)
+        torch.testing.assert_close(model.eval()(input_ids=ids).logits, source(input_ids=ids).logits)

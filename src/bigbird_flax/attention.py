@@ -62,34 +62,41 @@ def fast_block_sparse_attention(q, k, v, mask, key_blocks, slot_bias, block_size
         "bhqk,bhkd->bhqd", jax.nn.softmax(g_scores, axis=-1).astype(v.dtype), v
     )  # (B, H, 2b, d)
 
+    # every example gathers from its own keys and values only: under a batch-sharded mesh no device needs
+    # another's (no all-gather), and a symbolic batch (jax.export) never enters a shape decision
     rows, slots = n - 2, key_blocks.shape[-1]
-    items = batch * heads * rows
-    flat = (jnp.arange(batch * heads).reshape(batch, heads, 1, 1) * n + key_blocks[None]).reshape(
-        items, slots
-    )
+    per = heads * rows  # middle rows of one example
+    flat = (jnp.arange(heads).reshape(heads, 1, 1) * n + key_blocks).reshape(per, slots)  # into (H*n, b, d)
     bias = (
         key_bias.reshape(batch, n, b)[:, key_blocks] + slot_bias.astype(sdt)[None, :, :, :, None]
-    )  # (B, H, n-2, S', b)
-    bias = bias.reshape(items, 1, slots * b)
-    m_q = qs[:, :, b:-b].reshape(items, b, d)
-    k_rows, v_rows = k.reshape(-1, b, d), v.reshape(-1, b, d)  # (B*H*n, b, d)
+    ).reshape(batch, per, 1, slots * b)  # (B, H*(n-2), 1, S'b)
+    m_q = qs[:, :, b:-b].reshape(batch, per, b, d)
+    k_rows, v_rows = k.reshape(batch, heads * n, b, d), v.reshape(batch, heads * n, b, d)
 
-    def middle(args):
-        """Attention of a chunk of middle rows over their gathered slots."""
-        cq, cflat, cbias = args
-        k_g = k_rows[cflat].reshape(-1, slots * b, d)  # (chunk, S'b, d)
-        v_g = v_rows[cflat].reshape(-1, slots * b, d)
-        scores = jnp.einsum("cqd,ckd->cqk", cq, k_g).astype(sdt) + cbias  # (chunk, b, S'b)
+    def middle(cq, cflat, cbias, kr, vr):
+        """Attention of some middle rows of one example over their gathered slots."""
+        k_g = kr[cflat].reshape(-1, slots * b, d)  # (rows, S'b, d)
+        v_g = vr[cflat].reshape(-1, slots * b, d)
+        scores = jnp.einsum("cqd,ckd->cqk", cq, k_g).astype(sdt) + cbias  # (rows, b, S'b)
         return jnp.einsum("cqk,ckd->cqd", jax.nn.softmax(scores, axis=-1).astype(v.dtype), v_g)
 
-    if jax.default_backend() != "cpu":  # accelerators: every row in one batch of fused einsums
-        m_ctx = middle((m_q, flat, bias))  # (B*H*(n-2), b, d)
-    else:  # cache-sized chunks of rows (a loop inside XLA) keep scores and probabilities in L2
-        chunk = max(1, min(items, _CHUNK_BYTES // (b * slots * b * 4)))
-        pad = -items % chunk
-        padded = [jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) for x in (m_q, flat, bias)]
-        chunks = tuple(x.reshape((-1, chunk) + x.shape[1:]) for x in padded)
-        m_ctx = jax.lax.map(middle, chunks).reshape(-1, b, d)[:items]  # (B*H*(n-2), b, d)
+    def whole(cq, cbias, kr, vr):  # accelerators: every row in one batch of fused einsums
+        return middle(cq, flat, cbias, kr, vr)
+
+    chunk = max(1, min(per, _CHUNK_BYTES // (b * slots * b * 4)))
+    pad = -per % chunk
+
+    def chunked(cq, cbias, kr, vr):  # CPU: cache-sized chunks of rows (a loop inside XLA) stay in L2
+        parts = [jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) for x in (cq, flat, cbias)]
+        parts = tuple(x.reshape((-1, chunk) + x.shape[1:]) for x in parts)
+        out = jax.lax.map(lambda c: middle(c[0], c[1], c[2], kr, vr), parts)
+        return out.reshape(-1, b, d)[:per]
+
+    def one_example(cq, cbias, kr, vr):
+        # the kernel of the platform the program is lowered for (an export for CUDA from a CPU host too)
+        return jax.lax.platform_dependent(cq, cbias, kr, vr, cpu=chunked, default=whole)
+
+    m_ctx = jax.vmap(one_example)(m_q, bias, k_rows, v_rows)  # (B, H*(n-2), b, d)
     ctx = jnp.concatenate(
         [g_ctx[:, :, :b], m_ctx.reshape(batch, heads, rows * b, d), g_ctx[:, :, b:]], axis=2
     )

@@ -221,6 +221,14 @@ def _as_array(x: Any) -> Any:
     return x if x is None or isinstance(x, jax.Array) else jnp.asarray(np.asarray(x))
 
 
+def _merge(base: dict, given: dict) -> dict:
+    """``base`` with every entry of ``given`` (nested dicts merged)."""
+    out = dict(base)
+    for key, value in given.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 class FlaxBigBirdPreTrainedModel:
     """Shared behaviour of the ``FlaxBigBird*`` classes: params, a jitted apply, checkpoints.
 
@@ -264,12 +272,41 @@ class FlaxBigBirdPreTrainedModel:
         self, rng: jax.Array, input_shape: tuple | None = None, params: dict | None = None
     ) -> dict:
         """Seeded parameters with transformers' initialisation (the core's, identical in every backend);
-        ``params`` given: its missing entries are filled in."""
+        ``params`` given: its missing entries are filled in.
+
+        Traced (``jax.jit`` with ``out_shardings``, ``jax.eval_shape``), the parameters are drawn on the
+        device with ``jax.random`` instead: the same distributions, not the host's values; nothing runs on
+        the host, so a model can be initialised abstractly or straight into a sharding.
+        """
+        if isinstance(rng, jax.core.Tracer):
+            return self._init_on_device(rng, params)
         seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
         fresh = init_params(self.config, self.head, seed=seed, add_pooling_layer=self.add_pooling_layer)
         if params is not None:
             fresh.update(to_numpy(params))
         return from_numpy(fresh)
+
+    def _init_on_device(self, rng: jax.Array, params: dict | None) -> dict:
+        """:meth:`init_weights` with ``jax.random`` (traceable): normal(0, initializer_range) weights and
+        embeddings, zero biases, unit LayerNorm scales, the padding row zeroed."""
+        c = self.config
+        tree: dict = {}
+        for i, spec in enumerate(param_specs(c, self.head, self.add_pooling_layer)):
+            path, transpose = flax_path(spec.name)
+            shape = spec.shape[::-1] if transpose else spec.shape
+            if spec.init == "normal":
+                value = jax.random.normal(jax.random.fold_in(rng, i), shape, jnp.float32) * c.initializer_range
+            else:
+                value = jnp.full(shape, 1.0 if spec.init == "ones" else 0.0, jnp.float32)
+            if spec.name.endswith("word_embeddings.weight"):
+                value = value.at[c.pad_token_id].set(0.0)
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        if params is not None:  # given entries win
+            tree = _merge(tree, params)
+        return tree
 
     def enable_gradient_checkpointing(self) -> None:
         self.gradient_checkpointing = True

@@ -48,8 +48,8 @@ class BigBirdPreTrainedModel(nn.Module):
         self.add_pooling_layer = self.default_pooler if add_pooling_layer is None else add_pooling_layer
         self.load_report = LoadReport((), (), ())
         self._build()
-        if not _init:  # from_pretrained loads every parameter itself
-            return
+        if not _init or next(self.parameters()).is_meta:  # from_pretrained loads every parameter itself;
+            return  # under torch.device("meta") there are no values to draw (to_empty, then load)
         if seed is None:  # follow torch's RNG, as nn.Module initialisation does
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
         self._load_numpy(init_params(config, self.head, seed=seed, add_pooling_layer=self.add_pooling_layer))
