@@ -226,3 +226,12 @@ def test_torch_models_build_on_the_meta_device():
     with torch.no_grad():
         ids = torch.as_tensor(IDS)
         torch.testing.assert_close(model.eval()(input_ids=ids).logits, source(input_ids=ids).logits)
+
+
+def test_saving_over_another_format_says_what_it_replaced(tmp_path, caplog):
+    bt.BigBirdModel(CFG, seed=0).save_pretrained(tmp_path, safe_serialization=False)
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with caplog.at_level("WARNING", logger="bigbird"):
+        bf.FlaxBigBirdModel(CFG).save_pretrained(tmp_path)
+    assert "replaced the old weight files pytorch_model.bin" in caplog.text
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "flax_model.msgpack", "tokenizer.json"]

@@ -204,7 +204,8 @@ def write_checkpoint(directory: str, config: BigBirdConfig, state: dict[str, np.
         swap_in(stage, target)
     old = [n for n in replaced if n != CONFIG and not os.path.exists(os.path.join(target, n))]
     if old:
-        log.info("%s: replaced the old weight files %s", directory, ", ".join(old))
+        log.warning("%s: replaced the old weight files %s (a checkpoint holds one set of weights)", directory,
+                    ", ".join(old))
 
 
 def write_config(directory: str, config: BigBirdConfig, architecture: str) -> None:
