@@ -27,7 +27,7 @@ from bigbird_core.errors import InputError, fail
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.recipe import PreparedCall, finish_call
 from bigbird_core.validate import check_inputs, check_labels, model_config
-from bigbird_core.weights import LoadReport, default_pooler, flax_path, init_params, param_specs
+from bigbird_core.weights import LoadReport, default_pooler, flax_path, init_params, mesh_axes, param_specs
 
 from .convert import from_numpy, to_numpy
 from .model import ACTIVATIONS, FlaxBigBirdModule, dense, layer_norm, prepare
@@ -384,6 +384,28 @@ class FlaxBigBirdPreTrainedModel:
                 node = node.setdefault(part, {})
             node[path[-1]] = jax.ShapeDtypeStruct(spec.shape[::-1] if transpose else spec.shape, jnp.float32)
         return tree
+
+    def partition_specs(self, rules: dict[str, str], mesh: jax.sharding.Mesh) -> dict:
+        """A ``PartitionSpec`` for every parameter, from the core's logical axes and ``rules`` (logical axis ->
+        mesh axis; ``bigbird_core.weights.FSDP_RULES`` / ``TENSOR_RULES``, or your own): the tree of
+        ``params``, for ``jax.jit(..., in_shardings=...)`` or ``jax.device_put``."""
+        from jax.sharding import PartitionSpec
+
+        axes = mesh_axes(self.config, self.head, rules, dict(mesh.shape), self.add_pooling_layer)
+        tree: dict = {}
+        for name, spec_axes in axes.items():
+            path, transpose = flax_path(name)
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = PartitionSpec(*(spec_axes[::-1] if transpose else spec_axes))
+        return tree
+
+    def shardings(self, rules: dict[str, str], mesh: jax.sharding.Mesh) -> dict:
+        """:meth:`partition_specs` as ``NamedSharding`` objects on ``mesh``."""
+        return jax.tree_util.tree_map(lambda spec: jax.sharding.NamedSharding(mesh, spec),
+                                      self.partition_specs(rules, mesh),
+                                      is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))  # fmt: skip
 
     @property
     def required_params(self) -> set[tuple[str, ...]]:
