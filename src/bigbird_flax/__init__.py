@@ -34,7 +34,7 @@ from .heads import (
     FlaxBigBirdModel,
     FlaxBigBirdPreTrainedModel,
 )
-from .model import FlaxBigBirdModule
+from .model import DATA_PARALLEL_RULES, TENSOR_PARALLEL_RULES, FlaxBigBirdModule  # noqa: F401
 from .plans import draw_plan
 
 NAME = "flax"

@@ -90,9 +90,10 @@ class FlaxBigBirdSelfAttention(nn.Module):
                 0, 2, 1, 3
             )  # (B, H, L, d)
 
-        q = split(dense(c, c.hidden_size, "query", self.dtype, c.use_bias)(x))
-        k = split(dense(c, c.hidden_size, "key", self.dtype, c.use_bias)(x))
-        v = split(dense(c, c.hidden_size, "value", self.dtype, c.use_bias)(x))
+        q, k, v = (
+            nn.with_logical_constraint(split(dense(c, c.hidden_size, name, self.dtype, c.use_bias)(x)), HEADS_ACT)
+            for name in ("query", "key", "value")
+        )
         if key_blocks is not None:
             blocks, bias = key_blocks
             out, probs = block_sparse_attention(
@@ -102,7 +103,18 @@ class FlaxBigBirdSelfAttention(nn.Module):
             drop = nn.Dropout(c.attention_probs_dropout_prob)
             out, probs = full_attention(q, k, v, ctx["additive_mask"], head_mask,
                                         lambda p: drop(p, deterministic=deterministic))  # fmt: skip
-        return out.transpose(0, 2, 1, 3).reshape(batch, seq, c.hidden_size), probs
+        out = out.transpose(0, 2, 1, 3).reshape(batch, seq, c.hidden_size)
+        return nn.with_logical_constraint(out, ("batch", None, "act_heads")), probs
+
+
+# Logical axes of activations (a no-op unless the caller sets flax's logical_axis_rules under a mesh):
+# "batch" the examples, "act_heads" the attention heads, "act_mlp" the feed-forward width, "act_embed" the
+# model width. With ("batch", "data") the activations stay sharded by example (data parallelism, FSDP: XLA
+# gathers weights, not activations); ("act_heads", "model"), ("act_mlp", "model") keep tensor parallelism's
+# split (DATA_PARALLEL_RULES, TENSOR_PARALLEL_RULES).
+HEADS_ACT = ("batch", "act_heads", None, None)  # (B, H, L, d)
+DATA_PARALLEL_RULES = (("batch", "data"),)  # data parallelism and FSDP
+TENSOR_PARALLEL_RULES = (("batch", "data"), ("act_heads", "model"), ("act_mlp", "model"))
 
 
 class FlaxBigBirdResidualOutput(nn.Module):
@@ -136,9 +148,8 @@ class FlaxBigBirdIntermediate(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        return ACTIVATIONS[self.config.hidden_act](
-            dense(self.config, self.config.intermediate_size, "dense", self.dtype)(x)
-        )
+        h = ACTIVATIONS[self.config.hidden_act](dense(self.config, self.config.intermediate_size, "dense", self.dtype)(x))
+        return nn.with_logical_constraint(h, ("batch", None, "act_mlp"))
 
 
 class FlaxBigBirdLayer(nn.Module):
@@ -177,6 +188,9 @@ class FlaxBigBirdLayerCollection(nn.Module):
                 else (key_blocks[0][i], None if key_blocks[1] is None else key_blocks[1][i])
             )
             hm = None if head_masks is None else head_masks[i][None, :, None, None]
+            # activations stay sharded by example under a mesh with logical-axis rules ("batch" -> the data
+            # axis): with FSDP, XLA then gathers the weights, not the activations (a no-op without rules)
+            x = nn.with_logical_constraint(x, ("batch", None, "act_embed"))
             x, probs = layer_cls(self.config, self.dtype, name=str(i))(
                 x, ctx, kb, hm, deterministic, output_attentions
             )
