@@ -19,13 +19,16 @@ def hub_cache(root: str, repo: str, folders: dict[str, str]) -> str:
         snap = os.path.join(base, "snapshots", commit)
         os.makedirs(snap, exist_ok=True)
         os.makedirs(os.path.join(base, "blobs"), exist_ok=True)
-        for name in os.listdir(folder):
-            with open(os.path.join(folder, name), "rb") as fh:
-                data = fh.read()
-            blob = os.path.join(base, "blobs", hashlib.sha256(data).hexdigest())
-            with open(blob, "wb") as fh:
-                fh.write(data)
-            os.symlink(os.path.relpath(blob, snap), os.path.join(snap, name))
+        for where, _, names in os.walk(folder):
+            for name in names:
+                with open(os.path.join(where, name), "rb") as fh:
+                    data = fh.read()
+                blob = os.path.join(base, "blobs", hashlib.sha256(data).hexdigest())
+                with open(blob, "wb") as fh:
+                    fh.write(data)
+                link = os.path.join(snap, os.path.relpath(os.path.join(where, name), folder))
+                os.makedirs(os.path.dirname(link), exist_ok=True)
+                os.symlink(os.path.relpath(blob, os.path.dirname(link)), link)
     return root
 
 

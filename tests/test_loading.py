@@ -34,6 +34,8 @@ def cache(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hub")
     bt.BigBirdModel(CFG, seed=0).save_pretrained(tmp / "main")
     bt.BigBirdModel(CFG, seed=1).save_pretrained(tmp / "v2", safe_serialization=False)  # pytorch_model.bin
+    bt.BigBirdModel(CFG, seed=2).save_pretrained(tmp / "nested" / "encoder")
+    hub_cache(str(tmp / "cache"), "org/nested", {"main": str(tmp / "nested")})
     return hub_cache(str(tmp / "cache"), "org/tiny", {"main": str(tmp / "main"), "v2": str(tmp / "v2")}), tmp
 
 
@@ -57,6 +59,8 @@ def test_hub_ids_load_offline_from_the_cache_in_both_backends(cache):
         warnings.simplefilter("ignore")
         theirs = transformers.BigBirdModel.from_pretrained("org/tiny", cache_dir=root, local_files_only=True).eval()
     np.testing.assert_allclose(torch_out(theirs), local, rtol=1e-5, atol=1e-5)
+    nested = bt.BigBirdModel.from_pretrained("org/nested", subfolder="encoder", cache_dir=root, local_files_only=True)
+    np.testing.assert_array_equal(torch_out(nested), torch_out(bt.BigBirdModel.from_pretrained(tmp / "nested" / "encoder")))
     for load in (bt.BigBirdModel.from_pretrained, bf.FlaxBigBirdModel.from_pretrained, core.BigBirdModel.from_pretrained):
         with pytest.raises(CheckpointError, match="org/missing: no config.json in the local Hugging Face cache"):
             load("org/missing", cache_dir=root, local_files_only=True)

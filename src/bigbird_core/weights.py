@@ -8,7 +8,9 @@ the word embedding matrix and its bias is ``cls.predictions.bias``; neither is s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -268,15 +270,21 @@ def canonical_name(path: tuple[str, ...]) -> tuple[str, bool]:
     return ".".join(path), False
 
 
-def to_flax_tree(state: dict[str, np.ndarray]) -> dict:
-    """Canonical ``{name: array}`` to a nested Flax params dict (kernels transposed); bit-exact."""
+def to_flax_tree(state: dict[str, Any], leaf: Callable[[Any, bool], Any] | None = None) -> dict:
+    """Canonical ``{name: array}`` to a nested Flax params dict (kernels transposed); bit-exact.
+
+    ``leaf(value, transposed)`` builds each leaf instead (shapes, shardings, fresh values in Flax layout).
+    """
     tree: dict = {}
     for name, value in state.items():
         path, transpose = flax_path(name)
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = np.ascontiguousarray(np.asarray(value).T) if transpose else value
+        if leaf is not None:
+            node[path[-1]] = leaf(value, transpose)
+        else:
+            node[path[-1]] = np.ascontiguousarray(np.asarray(value).T) if transpose else value
     return tree
 
 

@@ -27,7 +27,7 @@ from bigbird_core.errors import InputError, fail
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.recipe import PreparedCall, finish_call
 from bigbird_core.validate import check_inputs, check_labels, model_config
-from bigbird_core.weights import LoadReport, default_pooler, flax_path, init_params, mesh_axes, param_specs
+from bigbird_core.weights import LoadReport, default_pooler, init_params, mesh_axes, param_specs, to_flax_tree
 
 from .convert import from_numpy, to_numpy
 from .model import ACTIVATIONS, FlaxBigBirdModule, dense, layer_norm, prepare
@@ -290,20 +290,18 @@ class FlaxBigBirdPreTrainedModel:
         """:meth:`init_weights` with ``jax.random`` (traceable): normal(0, initializer_range) weights and
         embeddings, zero biases, unit LayerNorm scales, the padding row zeroed."""
         c = self.config
-        tree: dict = {}
-        for i, spec in enumerate(param_specs(c, self.head, self.add_pooling_layer)):
-            path, transpose = flax_path(spec.name)
+
+        def draw(item, transpose: bool):
+            i, spec = item
             shape = spec.shape[::-1] if transpose else spec.shape
             if spec.init == "normal":
                 value = jax.random.normal(jax.random.fold_in(rng, i), shape, jnp.float32) * c.initializer_range
             else:
                 value = jnp.full(shape, 1.0 if spec.init == "ones" else 0.0, jnp.float32)
-            if spec.name.endswith("word_embeddings.weight"):
-                value = value.at[c.pad_token_id].set(0.0)
-            node = tree
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = value
+            return value.at[c.pad_token_id].set(0.0) if spec.name.endswith("word_embeddings.weight") else value
+
+        specs = param_specs(c, self.head, self.add_pooling_layer)
+        tree = to_flax_tree({s.name: (i, s) for i, s in enumerate(specs)}, draw)
         if params is not None:  # given entries win
             tree = _merge(tree, params)
         return tree
@@ -376,14 +374,8 @@ class FlaxBigBirdPreTrainedModel:
     def params_shape_tree(self) -> dict:
         """The parameter tree as ``jax.ShapeDtypeStruct`` leaves (float32), from the core's weight table:
         no initialisation runs."""
-        tree: dict = {}
-        for spec in param_specs(self.config, self.head, self.add_pooling_layer):
-            path, transpose = flax_path(spec.name)
-            node = tree
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = jax.ShapeDtypeStruct(spec.shape[::-1] if transpose else spec.shape, jnp.float32)
-        return tree
+        specs = {s.name: s.shape for s in param_specs(self.config, self.head, self.add_pooling_layer)}
+        return to_flax_tree(specs, lambda shape, t: jax.ShapeDtypeStruct(shape[::-1] if t else shape, jnp.float32))
 
     def partition_specs(self, rules: dict[str, str], mesh: jax.sharding.Mesh) -> dict:
         """A ``PartitionSpec`` for every parameter, from the core's logical axes and ``rules`` (logical axis ->
@@ -392,14 +384,7 @@ class FlaxBigBirdPreTrainedModel:
         from jax.sharding import PartitionSpec
 
         axes = mesh_axes(self.config, self.head, rules, dict(mesh.shape), self.add_pooling_layer)
-        tree: dict = {}
-        for name, spec_axes in axes.items():
-            path, transpose = flax_path(name)
-            node = tree
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = PartitionSpec(*(spec_axes[::-1] if transpose else spec_axes))
-        return tree
+        return to_flax_tree(axes, lambda a, transpose: PartitionSpec(*(a[::-1] if transpose else a)))
 
     def shardings(self, rules: dict[str, str], mesh: jax.sharding.Mesh) -> dict:
         """:meth:`partition_specs` as ``NamedSharding`` objects on ``mesh``."""
