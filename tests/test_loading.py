@@ -239,3 +239,17 @@ def test_saving_over_another_format_says_what_it_replaced(tmp_path, caplog):
         bf.FlaxBigBirdModel(CFG).save_pretrained(tmp_path)
     assert "replaced the old weight files pytorch_model.bin" in caplog.text
     assert sorted(os.listdir(tmp_path)) == ["config.json", "flax_model.msgpack", "tokenizer.json"]
+
+
+def test_weights_without_a_config_load_with_config_given(tmp_path):
+    """What transformers' Trainer writes for a model not its own (weights, no config.json): a clear error
+    naming the way out, and loads with config= in every backend."""
+    from safetensors.numpy import save_file
+
+    model = bt.BigBirdModel(CFG, seed=4).eval()
+    save_file({k: v.numpy() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="no config.json .*it holds weights: pass config="):
+        bt.BigBirdModel.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(torch_out(bt.BigBirdModel.from_pretrained(tmp_path, config=CFG)), torch_out(model))
+    flax = bf.FlaxBigBirdModel.from_pretrained(tmp_path, config=CFG.to_dict())
+    np.testing.assert_allclose(np.asarray(flax(IDS).last_hidden_state), torch_out(model), rtol=1e-5, atol=1e-5)

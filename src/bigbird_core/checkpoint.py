@@ -146,17 +146,26 @@ def read_state_dict(directory: str, prefer: tuple[str, ...] = WEIGHT_FILES) -> d
 
 
 def read_checkpoint(
-    directory: str, prefer: tuple[str, ...] = WEIGHT_FILES, allowed: tuple[str, ...] | None = None
+    directory: str, prefer: tuple[str, ...] = WEIGHT_FILES, allowed: tuple[str, ...] | None = None,
+    config: BigBirdConfig | None = None,
 ) -> tuple[BigBirdConfig, dict[str, np.ndarray]]:
     """``(config, state_dict)`` of a transformers checkpoint directory, both from the same version of it
-    (weights: the first of ``prefer``, then the default order, that exists and is ``allowed``)."""
+    (weights: the first of ``prefer``, then the default order, that exists and is ``allowed``). With
+    ``config`` given, a directory of weights without ``config.json`` (what transformers' Trainer saves for
+    models that are not its own) reads too."""
 
     def read(d: OpenDirectory) -> tuple[BigBirdConfig, dict[str, np.ndarray]]:
+        if not d.exists(CONFIG) and config is not None:
+            return config, _read_weights(d, prefer, allowed)
         if not d.exists(CONFIG):
-            raise CheckpointError(f"{d.path}: no {CONFIG} (not a checkpoint directory)")
+            hint = ""
+            if any(_WEIGHT_NAME.fullmatch(n) for n in d.names()):
+                hint = ("; it holds weights: pass config= (or train with bigbird_torch.integrations."
+                        "BigBirdTrainerCallback, which writes the config where Trainer saves)")
+            raise CheckpointError(f"{d.path}: no {CONFIG} (not a checkpoint directory){hint}")
         with d.open(CONFIG) as fh:
-            config = BigBirdConfig.from_json_bytes(fh.read(), d.where(CONFIG))
-        return config, _read_weights(d, prefer, allowed)
+            stored = BigBirdConfig.from_json_bytes(fh.read(), d.where(CONFIG))
+        return stored, _read_weights(d, prefer, allowed)
 
     return read_consistently(os.fspath(directory), read)
 

@@ -137,8 +137,9 @@ def load_pretrained(name_or_path: str | os.PathLike[str], head: str, *, prefer: 
     order = tuple(dict.fromkeys(prefer + WEIGHT_FILES))
     order = tuple(n for n in order if allowed is None or n in allowed)
     directory = resolve(name_or_path, order, **hub_args)
-    stored, state = read_checkpoint(directory, prefer=prefer, allowed=allowed)
-    cfg = model_config(config_overrides(stored if config is None else as_config(config), overrides, accepted), head)
+    given = None if config is None else as_config(config)
+    stored, state = read_checkpoint(directory, prefer=prefer, allowed=allowed, config=given)
+    cfg = model_config(config_overrides(stored if given is None else given, overrides, accepted), head)
     dtype = stored_dtype(stored)
     if dtype is None and state:
         dtype = str(next(iter(state.values())).dtype)
