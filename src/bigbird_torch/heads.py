@@ -139,10 +139,10 @@ class BigBirdPreTrainedModel(nn.Module):
         ``gradient_checkpointing_kwargs`` (what transformers' Trainer passes) go to
         ``torch.utils.checkpoint.checkpoint``; ``use_reentrant`` defaults to False.
         """
-        kwargs = dict(gradient_checkpointing_kwargs or {})
         if not isinstance(gradient_checkpointing_kwargs, dict | None):
             raise fail(InputError, "gradient_checkpointing_kwargs", "a dict or None",
                        type(gradient_checkpointing_kwargs).__name__)  # fmt: skip
+        kwargs = dict(gradient_checkpointing_kwargs or {})
         kwargs.setdefault("use_reentrant", False)
         self.body.encoder.gradient_checkpointing = True
         self.body.encoder.checkpoint_kwargs = kwargs

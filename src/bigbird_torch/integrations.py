@@ -1,5 +1,4 @@
-"""transformers ``Trainer`` integration for bigbird_torch models (this module imports transformers; the rest
-of bigbird_torch does not).
+"""transformers ``Trainer`` integration for bigbird_torch models, without importing transformers.
 
 ``Trainer`` calls ``save_pretrained`` only on its own model classes; for any other model it writes
 ``model.safetensors`` (transformers' parameter names, which ours are) and no ``config.json``, so what it saved
@@ -12,14 +11,16 @@ would load in neither library. :class:`BigBirdTrainerCallback` writes the config
 Every ``checkpoint-N`` folder gets its ``config.json`` when Trainer saves it (so ``resume_from_checkpoint``
 and ``from_pretrained`` work on it), and ``args.output_dir`` gets one when training ends, where
 ``trainer.save_model()`` writes by default.
+
+Trainer calls each callback's ``on_<event>(args, state, control, **kwargs)`` by name and needs nothing else of
+it, so the callback is a plain class: every event it does not handle is a no-op returning None (control
+unchanged), which keeps transformers out of the library.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
-
-from transformers import TrainerCallback
 
 from bigbird_core.checkpoint import write_config
 from bigbird_core.config import BigBirdConfig
@@ -33,8 +34,13 @@ def _bigbird_model(model: Any) -> Any:
     return None
 
 
-class BigBirdTrainerCallback(TrainerCallback):
+class BigBirdTrainerCallback:
     """Writes ``config.json`` where Trainer writes a bigbird_torch model's weights (see the module docs)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("on_"):  # Trainer's other events
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
 
     def _write(self, folder: str, model: Any) -> None:
         ours = _bigbird_model(model)

@@ -12,9 +12,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 import bigbird_torch as bt  # noqa: E402
 from bigbird_core import BigBirdConfig  # noqa: E402
+from hubcache import SPECIAL, word_tokenizer  # noqa: E402
 
 WORDS = "the a cat dog sat on mat what where is who ran park in big small red blue green house".split()
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CFG = BigBirdConfig(vocab_size=len(SPECIAL) + len(WORDS), hidden_size=32, num_attention_heads=2,
                     intermediate_size=64, num_hidden_layers=2, max_position_embeddings=256, block_size=8,
                     num_random_blocks=2, pad_token_id=0, bos_token_id=2, eos_token_id=3, sep_token_id=3,
@@ -24,16 +24,7 @@ CFG = BigBirdConfig(vocab_size=len(SPECIAL) + len(WORDS), hidden_size=32, num_at
 @pytest.fixture(scope="module")
 def tokenizer():
     """A word-level tokenizer built with the `tokenizers` library ([CLS] a [SEP] b [SEP], as BigBird's)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS)}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
-                                                cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+    return word_tokenizer(WORDS)
 
 
 def pair(head: str, tmp_path, **config):

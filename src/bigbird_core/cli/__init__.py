@@ -203,13 +203,22 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    with Progress(args, total=1 if args.no_verify else 4) as progress:  # closed on errors too
+        result, lines = _convert_run(args, progress)
+    if args.json:
+        _emit(result)
+    else:
+        print("\n".join(lines))
+    return OK if result["ok"] else DIFFERENCE
+
+
+def _convert_run(args: argparse.Namespace, progress: Progress) -> tuple[dict[str, Any], list[str]]:
     from ..checkpoint import read_checkpoint
     from ..convert import convert_checkpoint
     from ..heads import MODEL_CLASSES
     from ..tolerances import compare, identical
     from .check import default_inputs, flatten_output
 
-    progress = Progress(args, total=1 if args.no_verify else 4)
     progress(f"converting {args.src} to {args.to}")
     head = convert_checkpoint(args.src, args.dst, args.to, dtype=args.dtype, head=args.head)
     result: dict[str, Any] = {"ok": True, "wrote": args.dst, "format": args.to, "head": head}
@@ -237,12 +246,7 @@ def _convert(args: argparse.Namespace) -> int:
         result["outputs"] = {"max_abs": worst.max_abs, "rel": worst.rel, "tol": worst.tol, "ok": worst.ok}
         result["ok"] = result["ok"] and worst.ok
         lines.append(f"outputs: {head} on a seeded input, {worst}")
-    progress.__exit__()
-    if args.json:
-        _emit(result)
-    else:
-        print("\n".join(lines))
-    return OK if result["ok"] else DIFFERENCE
+    return result, lines
 
 
 def _regress(args: argparse.Namespace) -> int:
