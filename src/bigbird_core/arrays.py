@@ -99,4 +99,5 @@ def pad_right(xp: Any, x: Any, pad: int, value: Any) -> Any:
 
 def softmax_dtype(xp: Any, dtype: Any) -> Any:
     """float32 for half-precision compute (masking and softmax are upcast), else ``dtype`` itself."""
-    return xp.float32 if dtype in (xp.float16, getattr(xp, "bfloat16", None)) else dtype
+    half = [xp.float16] + ([xp.bfloat16] if hasattr(xp, "bfloat16") else [])  # (np.dtype(None) is float64)
+    return xp.float32 if any(dtype == h for h in half) else dtype

@@ -20,6 +20,7 @@ from bigbird_core.recipe import PreparedCall, finish_call, prepare_call
 
 from .attention import block_sparse_attention, full_attention
 from .plans import draw_plan
+from .sequence import shard_attention
 
 ACTIVATIONS = {
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
@@ -94,7 +95,10 @@ class FlaxBigBirdSelfAttention(nn.Module):
             nn.with_logical_constraint(split(dense(c, c.hidden_size, name, self.dtype, c.use_bias)(x)), HEADS_ACT)
             for name in ("query", "key", "value")
         )
-        if key_blocks is not None:
+        if "sequence" in ctx:  # this shard's blocks of a sequence split over devices (bigbird_flax.sequence)
+            plan = ctx["sequence"]["plan"]
+            out, probs = shard_attention(q, k, v, ctx["mask"], key_blocks, plan.shards, plan.axis), None
+        elif key_blocks is not None:
             blocks, bias = key_blocks
             out, probs = block_sparse_attention(
                 q, k, v, ctx["mask"], blocks, c.block_size, output_attentions, bias
@@ -182,11 +186,12 @@ class FlaxBigBirdLayerCollection(nn.Module):
         for i in range(self.config.num_hidden_layers):
             if output_hidden_states:
                 hidden.append(x)
-            kb = (
-                None
-                if key_blocks is None
-                else (key_blocks[0][i], None if key_blocks[1] is None else key_blocks[1][i])
-            )
+            if "sequence" in ctx:
+                kb = {name: a[i] for name, a in ctx["sequence"]["arrays"].items()}  # this shard's, layer i
+            elif key_blocks is None:
+                kb = None
+            else:
+                kb = (key_blocks[0][i], None if key_blocks[1] is None else key_blocks[1][i])
             hm = None if head_masks is None else head_masks[i][None, :, None, None]
             # activations stay sharded by example under a mesh with logical-axis rules ("batch" -> the data
             # axis): with FSDP, XLA then gathers the weights, not the activations (a no-op without rules)
@@ -274,8 +279,12 @@ class FlaxBigBirdModule(nn.Module):
         return finish_call(prep, self.run(prep, deterministic, drawn))
 
     @nn.compact
-    def run(self, prep: PreparedCall, deterministic: bool = True, drawn: bool = False) -> dict:
-        """Embeddings, encoder and pooler on a call prepared by the core (the sequence is not cut back)."""
+    def run(self, prep: PreparedCall, deterministic: bool = True, drawn: bool = False, sequence=None) -> dict:
+        """Embeddings, encoder and pooler on a call prepared by the core (the sequence is not cut back).
+
+        ``sequence``: inside ``shard_map``, this shard's part of a sequence-parallel call (see
+        ``bigbird_flax.sequence.sequence_parallel_apply``): ``prep`` then holds this shard's tokens.
+        """
         c = self.config
         embeddings = FlaxBigBirdEmbeddings(c, self.dtype, name="embeddings")
         embeds = prep.inputs_embeds
@@ -285,8 +294,10 @@ class FlaxBigBirdModule(nn.Module):
             embeds = prep.full_embeds(extra)
         x, table = embeddings(prep.input_ids, prep.token_type_ids, prep.position_ids, embeds, deterministic)
         ctx = {"mask": prep.attention_mask, "additive_mask": prep.additive_mask}
+        if sequence is not None:
+            ctx["sequence"] = sequence
         x, hidden, attentions = FlaxBigBirdEncoder(c, self.dtype, self.gradient_checkpointing, name="encoder")(
-            x, ctx, key_blocks_for(prep, drawn), prep.head_mask, deterministic, prep.output_attentions,
+            x, ctx, None if sequence is not None else key_blocks_for(prep, drawn), prep.head_mask, deterministic, prep.output_attentions,
             prep.output_hidden_states)  # fmt: skip
         pooled = None
         if self.add_pooling_layer:

@@ -19,6 +19,7 @@ from bigbird_core.recipe import PreparedCall
 from torch import nn
 
 from .attention import block_sparse_attention, full_attention, layout_tensors
+from .sequence import sequence_parallel_attention
 
 ACTIVATIONS = {
     "gelu_new": lambda x: nn.functional.gelu(x, approximate="tanh"),
@@ -80,7 +81,10 @@ class BigBirdSelfAttention(nn.Module):
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         present = (k, v) if ctx["use_cache"] else None
-        if ctx["layout"] is not None:
+        if ctx.get("sequence") is not None:  # this rank's blocks of a sequence split over ranks
+            shards, group = ctx["sequence"]
+            out, probs = sequence_parallel_attention(q, k, v, ctx["mask"], shards, layer, group), None
+        elif ctx["layout"] is not None:
             out, probs = block_sparse_attention(
                 q, k, v, ctx["mask"], ctx["layout"], layer, ctx["output_attentions"], ctx["kernel"]
             )
@@ -225,8 +229,12 @@ class BigBirdBody(nn.Module):
         self.block_sparse_kernel = "auto"
         self.compiled_layers = "off"
 
-    def forward(self, prep: PreparedCall, past_key_values=None) -> dict[str, Any]:
-        """Embeddings, encoder and pooler on a call prepared by the core (the sequence is not cut back)."""
+    def forward(self, prep: PreparedCall, past_key_values=None, sequence=None) -> dict[str, Any]:
+        """Embeddings, encoder and pooler on a call prepared by the core (the sequence is not cut back).
+
+        ``sequence``: ``(shards, group)`` of a sequence-parallel call (``bigbird_torch.sequence.
+        sequence_parallel_forward``): ``prep`` then holds this rank's tokens and the whole mask.
+        """
         device = prep.position_ids.device
         embeds = prep.inputs_embeds
         if embeds is not None:
@@ -239,7 +247,7 @@ class BigBirdBody(nn.Module):
             output_attentions=prep.output_attentions, output_hidden_states=prep.output_hidden_states,
             use_cache=prep.use_cache, mask=prep.attention_mask, additive_mask=prep.additive_mask,
             layout=None if prep.layout is None else layout_tensors(prep.layout, device),
-            kernel=self.block_sparse_kernel,
+            kernel=self.block_sparse_kernel, sequence=sequence,
             compiled=None if self.compiled_layers == "off" else compiled_layers(
                 self.compiled_layers, self.config.hidden_act, self.config.layer_norm_eps),
             head_masks=[None if prep.head_mask is None else prep.head_mask[i][None, :, None, None]
