@@ -11,13 +11,15 @@ against the Python array API (:func:`shard_attention`); an engine supplies only 
 JAX ``ppermute``/``psum`` under ``shard_map``, torch process-group collectives, or threads over NumPy arrays
 (:class:`ThreadGroup`, the reference). The exchange, per layer:
 
-- tiles go from shard ``q`` to shard ``(q + s) % P`` in "shift" ``s = 1 .. P-1``; each shift has a static
-  capacity (the most tiles any shard sends in it), so the per-shift buffers have static shapes (``ppermute``);
-  an engine with ragged collectives (torch's ``all_to_all_single``) sends exactly the tiles
+- tiles travel in *rounds*; a round is a partial matching of (source, destination) shards (one ``ppermute``:
+  every shard sends to at most one and receives from at most one) with a static capacity. Pairs are grouped so
+  that a round's pairs need at least half its capacity: static shapes, and at most twice the tiles the math
+  needs on any pair. An engine with ragged collectives (torch's ``all_to_all_single``) sends exactly the tiles
   (:meth:`SequenceShards.all_to_all`).
-- the receiving shard's *store* of key/value tiles is its own ``H * m`` tiles, then the received tiles shift by
-  shift, each shift padded to its capacity; ``key_slots`` point every merged slot (``layout.compact_slots``)
-  of every row into that store.
+- rounds share receive *regions* when no shard receives in two of them (a shard's region holds what it got,
+  the others' zeros add nothing), so a shard's store stays near what it needs even when one shard (the first
+  blocks of transformers' training plans) feeds all the others. A store is the shard's own ``H * m`` tiles, then
+  the regions; ``key_slots`` point every merged slot (``layout.compact_slots``) of every row into it.
 
 The exchange is planned on the host from a known layout (the core's eval and training plans, or a plan given);
 a plan drawn inside ``jax.jit`` cannot be used.
@@ -46,11 +48,14 @@ class SequenceShards:
 
     Attributes:
         shards: ``P``; num_blocks: ``n``; heads: ``H``; block_size: ``b``.
-        capacity: tiles per shift ``s = 1 .. P-1`` (index ``s - 1``), the same for every layer.
-        send: int32 ``(layers, P, R)``, ``R = sum(capacity)``: own tiles (``head * m + local block``) each
-            shard sends, shift by shift (padding: 0).
-        send_counts: int32 ``(layers, P, P - 1)``: tiles really sent per shift (the rest is padding).
-        store_blocks: int32 ``(layers, P, H * m + R)``: the key block of every store entry (its padding mask).
+        rounds: per round, its ``(source, destination)`` pairs, the same for every layer.
+        capacity: tiles per round.
+        region: the receive region of each round; region_size: tiles per region.
+        send: int32 ``(layers, P, R)``, ``R = sum(capacity)``: own tiles (``head * m + local block``) each shard
+            sends, round by round (padding: 0).
+        send_counts: int32 ``(layers, P, rounds)``: tiles really sent per round (the rest is padding).
+        store_blocks: int32 ``(layers, P, H * m + sum(region_size))``: the key block of every store entry (its
+            padding mask).
         key_slots: int32 ``(layers, P, H, m, S')``: the store entry of every merged slot of every own row.
         slot_bias: float64 ``(layers, P, H, m, S')``: ``log(multiplicity)`` or ``-inf`` (the rows of the global
             blocks, computed by the reduction instead, keep one harmless own slot).
@@ -64,7 +69,10 @@ class SequenceShards:
     num_blocks: int
     heads: int
     block_size: int
+    rounds: tuple[tuple[tuple[int, int], ...], ...]
     capacity: tuple[int, ...]
+    region: tuple[int, ...]
+    region_size: tuple[int, ...]
     send: np.ndarray
     send_counts: np.ndarray
     store_blocks: np.ndarray
@@ -91,9 +99,20 @@ class SequenceShards:
             "global_own": self.global_own, "row_global": self.row_global,
         }  # fmt: skip
 
-    def offsets(self) -> list[int]:
-        """Start of each shift's tiles in ``send`` and in the received part of a store."""
+    def send_offsets(self) -> list[int]:
+        """Start of each round's tiles in ``send``."""
         return [int(x) for x in np.cumsum((0,) + self.capacity)[:-1]]
+
+    def region_offsets(self) -> list[int]:
+        """Start of each region in the received part of a store."""
+        return [int(x) for x in np.cumsum((0,) + self.region_size)[:-1]]
+
+    def round_of(self, source: int, destination: int) -> int | None:
+        """The round that carries ``source``'s tiles to ``destination`` (None: it needs none)."""
+        for r, pairs in enumerate(self.rounds):
+            if (source, destination) in pairs:
+                return r
+        return None
 
     def all_to_all(self, layer: int, shard: int) -> tuple[np.ndarray, list[int], np.ndarray, list[int]]:
         """The exact exchange of ``shard`` for an engine with ragged all-to-all (no padding sent).
@@ -103,44 +122,80 @@ class SequenceShards:
             shard, and how many go to each shard; the store position (counted from the start of the received
             part) of every received tile, ordered by source shard, and how many come from each shard.
         """
-        p, P, offsets = shard, self.shards, self.offsets()
+        p, sends, regions = shard, self.send_offsets(), self.region_offsets()
         counts = self.send_counts[layer]
         send_index, send_splits, recv_index, recv_splits = [], [], [], []
-        for other in range(P):
-            if other == p:
-                send_splits.append(0)
-                recv_splits.append(0)
-                continue
-            s_out = (other - p) % P  # the shift that carries our tiles to `other`
-            c = int(counts[p, s_out - 1])
-            send_index.append(self.send[layer, p, offsets[s_out - 1] : offsets[s_out - 1] + c])
+        for other in range(self.shards):
+            out, into = self.round_of(p, other), self.round_of(other, p)
+            c = 0 if out is None else int(counts[p, out])
+            send_index.append(self.send[layer, p, sends[out] : sends[out] + c] if c else np.zeros(0, np.int32))
             send_splits.append(c)
-            s_in = (p - other) % P  # the shift that carries `other`'s tiles to us
-            c = int(counts[other, s_in - 1])
-            recv_index.append(offsets[s_in - 1] + np.arange(c))
+            c = 0 if into is None else int(counts[other, into])
+            recv_index.append(regions[self.region[into]] + np.arange(c) if c else np.zeros(0, np.int64))
             recv_splits.append(c)
-        cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
-        return cat(send_index), send_splits, cat(recv_index), recv_splits
+        return np.concatenate(send_index).astype(np.int64), send_splits, np.concatenate(recv_index), recv_splits
 
     def tiles_received(self, padded: bool = True) -> int:
-        """Key/value tiles the busiest shard receives in one layer (padded: what per-shift buffers carry)."""
-        if padded:
-            return sum(self.capacity)
-        recv = np.zeros((self.send.shape[0], self.shards), np.int64)
-        for s in range(1, self.shards):
-            recv += np.roll(self.send_counts[:, :, s - 1], s, axis=1)  # shard q's shift-s tiles land on q + s
-        return int(recv.max())
+        """Key/value tiles the busiest shard receives in one layer: ``padded``, what the rounds' buffers carry to
+        it; else exactly the tiles its rows need (what ragged engines send)."""
+        got = np.zeros((self.send.shape[0], self.shards), np.int64)  # (layers, P)
+        for r, pairs in enumerate(self.rounds):
+            for src, dst in pairs:
+                got[:, dst] += self.capacity[r] if padded else self.send_counts[:, src, r]
+        return int(got.max()) if got.size else 0
 
-    def bytes_per_layer(self, batch: int, head_dim: int, itemsize: int, padded: bool = True) -> dict[str, int]:
-        """Bytes one shard receives per layer (forward) against an all-gather of K and V.
+    def bytes_per_layer(self, batch: int, head_dim: int, itemsize: int) -> dict[str, int]:
+        """Bytes per layer (forward; the backward sends the same back) against an all-gather of K and V.
 
-        ``tiles``: keys and values of the fetched tiles; ``global``: the reductions of the global rows (their
-        queries, the running max and sums); ``all_gather``: what an all-gather of K and V delivers to a shard.
+        ``tiles``: keys and values the busiest shard receives (padded rounds); ``exact``: what its rows need (a
+        ragged engine sends this); ``buffers``: the round buffers of one shard's program (every shard runs every
+        round; only the round's pairs transfer); ``global``: the global rows' reductions (queries, numerators,
+        maxima, denominators); ``all_gather``: what an all-gather of K and V delivers to a shard.
         """
         b, H, m, P = self.block_size, self.heads, self.blocks_per_shard, self.shards
-        tile = batch * b * head_dim * itemsize
-        glob = batch * H * 2 * b * (2 * head_dim + 2) * itemsize  # queries, numerators, max, denominators
-        return {"tiles": 2 * self.tiles_received(padded) * tile, "global": glob, "all_gather": 2 * (P - 1) * H * m * tile}
+        tile = 2 * batch * b * head_dim * itemsize  # a key and a value block of one head
+        return {"tiles": self.tiles_received(True) * tile, "exact": self.tiles_received(False) * tile,
+                "buffers": sum(self.capacity) * tile, "global": batch * H * 2 * b * (2 * head_dim + 2) * itemsize,
+                "all_gather": (P - 1) * H * m * tile}  # fmt: skip
+
+
+def _rounds(counts: np.ndarray) -> tuple[list[tuple[tuple[int, int], ...]], list[int]]:
+    """Group the pairs with tiles to send (``counts[src, dst] > 0``) into partial matchings: largest first, a pair
+    joining a round only when it needs at least half the round's capacity."""
+    left = {(int(q), int(p)): int(counts[q, p]) for q, p in zip(*np.nonzero(counts), strict=True)}
+    rounds, capacity = [], []
+    while left:
+        order = sorted(left, key=lambda qp: (-left[qp], qp))
+        size, sources, destinations, chosen = left[order[0]], set(), set(), []
+        for q, p in order:
+            if q in sources or p in destinations or 2 * left[(q, p)] < size:
+                continue
+            chosen.append((q, p))
+            sources.add(q)
+            destinations.add(p)
+        for qp in chosen:
+            del left[qp]
+        rounds.append(tuple(sorted(chosen)))
+        capacity.append(size)
+    return rounds, capacity
+
+
+def _regions(rounds: list[tuple[tuple[int, int], ...]], capacity: list[int]) -> tuple[list[int], list[int]]:
+    """First fit: a round joins the first region none of whose rounds delivers to one of its destinations."""
+    region, size, takers = [], [], []  # per region: its size and the shards it delivers to
+    for pairs, cap in zip(rounds, capacity, strict=True):
+        dst = {p for _, p in pairs}
+        for g, seen in enumerate(takers):
+            if not seen & dst:
+                seen |= dst
+                size[g] = max(size[g], cap)
+                region.append(g)
+                break
+        else:
+            takers.append(set(dst))
+            size.append(cap)
+            region.append(len(size) - 1)
+    return region, size
 
 
 def sequence_shards(layout: BlockLayout, shards: int) -> SequenceShards:
@@ -152,7 +207,7 @@ def sequence_shards(layout: BlockLayout, shards: int) -> SequenceShards:
 
     Example:
         >>> shards = sequence_shards(block_layout(transformers_plan(config, 16, training=False), 64), 4)
-        >>> shards.capacity  # eval plans: the neighbours and the global blocks
+        >>> shards.rounds, shards.capacity  # eval plans: the neighbours and the global blocks
     """
     n, P = layout.num_blocks, shards
     if not isinstance(shards, int) or isinstance(shards, bool) or shards < 2:
@@ -175,28 +230,37 @@ def sequence_shards(layout: BlockLayout, shards: int) -> SequenceShards:
             keys = np.unique((heads * n + blocks)[present & (blocks // m != p)])
             per_dest.append({q: keys[(keys % n) // m == q] for q in range(P) if q != p})
         needs.append(per_dest)
-    cap = tuple(max(len(needs[lay][p][(p - s) % P]) for lay in range(layers) for p in range(P)) for s in range(1, P))
-    offsets = np.cumsum((0,) + cap)[:-1]
-    R, E = sum(cap), H * m + sum(cap)
+    counts = np.zeros((P, P), np.int64)  # the most tiles any layer sends from q to p
+    for lay in range(layers):
+        for p in range(P):
+            for q, keys in needs[lay][p].items():
+                counts[q, p] = max(counts[q, p], len(keys))
+    rounds, cap = _rounds(counts)
+    region, region_size = _regions(rounds, cap)
+    sends = np.cumsum([0] + cap)[:-1]
+    regions = H * m + np.cumsum([0] + region_size)[:-1]
+    R, E = sum(cap), H * m + sum(region_size)
     send = np.zeros((layers, P, R), np.int32)
-    send_counts = np.zeros((layers, P, P - 1), np.int32)
+    send_counts = np.zeros((layers, P, len(rounds)), np.int32)
     store_blocks = np.zeros((layers, P, E), np.int32)
     key_slots = np.zeros((layers, P, H, m, S), np.int32)
     slot_bias = np.full((layers, P, H, m, S), -np.inf)
     own_blocks = np.arange(n, dtype=np.int32).reshape(P, m)
     for lay in range(layers):
         for p in range(P):
-            where = {}  # (head * n + block) -> store entry
             store_blocks[lay, p, : H * m] = np.tile(own_blocks[p], H)
-            for s in range(1, P):
-                src = (p - s) % P
-                keys = needs[lay][p][src]
-                start = H * m + offsets[s - 1]
-                store_blocks[lay, p, start : start + len(keys)] = keys % n
-                where.update({int(key): start + i for i, key in enumerate(keys)})
-                tiles = (keys // n) * m + (keys % n - src * m)  # the source's own tile indices
-                send[lay, src, offsets[s - 1] : offsets[s - 1] + len(keys)] = tiles
-                send_counts[lay, src, s - 1] = len(keys)
+            where = {}  # (head * n + block) -> store entry
+            for r, pairs in enumerate(rounds):
+                for src, dst in pairs:
+                    if dst != p:
+                        continue
+                    keys = needs[lay][p][src]
+                    start = regions[region[r]]
+                    store_blocks[lay, p, start : start + len(keys)] = keys % n
+                    where.update({int(key): start + i for i, key in enumerate(keys)})
+                    tiles = (keys // n) * m + (keys % n - src * m)  # the source's own tile indices
+                    send[lay, src, sends[r] : sends[r] + len(keys)] = tiles
+                    send_counts[lay, src, r] = len(keys)
             for j in range(m):
                 i = p * m + j
                 if i in (0, n - 1):  # a global row: one own slot keeps its softmax finite; the result is replaced
@@ -216,8 +280,9 @@ def sequence_shards(layout: BlockLayout, shards: int) -> SequenceShards:
     row_global = np.full((P, m), -1, np.int32)
     global_pos[0, 0], global_own[0, 0], row_global[0, 0] = 0, 1.0, 0
     global_pos[P - 1, 1], global_own[P - 1, 1], row_global[P - 1, m - 1] = m - 1, 1.0, 1
-    out = SequenceShards(P, n, H, layout.block_size, cap, send, send_counts, store_blocks, key_slots, slot_bias,
-                         own_blocks, global_pos, global_own, row_global)  # fmt: skip
+    out = SequenceShards(P, n, H, layout.block_size, tuple(rounds), tuple(cap), tuple(region), tuple(region_size),
+                         send, send_counts, store_blocks, key_slots, slot_bias, own_blocks, global_pos, global_own,
+                         row_global)  # fmt: skip
     for name in ("send", "send_counts", "store_blocks", "key_slots", "slot_bias", "blocks", "global_pos",
                  "global_own", "row_global"):  # fmt: skip
         getattr(out, name).setflags(write=False)
@@ -335,12 +400,14 @@ class ThreadGroup:
         class _Comm:
             def exchange(self, tiles: np.ndarray) -> np.ndarray:
                 sent = group._gather(p, tiles)
-                parts = []
-                for s, start in zip(range(1, group.size), plan.offsets(), strict=True):
-                    src = (p - s) % group.size
-                    parts.append(sent[src][:, plan.send[layer, src, start : start + plan.capacity[s - 1]]])
-                    parts[-1][:, plan.send_counts[layer, src, s - 1] :] = 0  # padding arrives as zeros
-                return np.concatenate(parts, axis=1) if parts else tiles[:, :0]
+                regions = [np.zeros(tiles.shape[:1] + (size,) + tiles.shape[2:], tiles.dtype)
+                           for size in plan.region_size]  # fmt: skip
+                for r, (pairs, start) in enumerate(zip(plan.rounds, plan.send_offsets(), strict=True)):
+                    for src, dst in pairs:
+                        if dst == p:  # what a ppermute delivers: the source's whole round buffer
+                            count = plan.send_counts[layer, src, r]
+                            regions[plan.region[r]][:, :count] = sent[src][:, plan.send[layer, src, start : start + count]]
+                return np.concatenate(regions, axis=1) if regions else tiles[:, :0]
 
             def sum(self, x: np.ndarray) -> np.ndarray:
                 return np.sum(group._gather(p, x), axis=0).astype(x.dtype)

@@ -1,8 +1,8 @@
 """Sequence parallelism in JAX: one example's blocks over a mesh axis, with ``shard_map``.
 
 The core plans the exchange and runs the per-shard attention (``bigbird_core.sequence``); this module gives it
-JAX's collectives: one ``ppermute`` per shift for the key/value tiles (static capacities, so the compiled
-program has static shapes), ``psum`` and ``pmax`` for the global rows' softmax. Forward and backward move the
+JAX's collectives: one ``ppermute`` per round of the exchange for the key/value tiles (static capacities, so
+the compiled program has static shapes), ``psum`` and ``pmax`` for the global rows' softmax. Forward and backward move the
 same tiles (the transpose of a ``ppermute`` is the reverse ``ppermute``).
 """
 
@@ -28,16 +28,16 @@ class _Comm:
     def __init__(self, send: jax.Array, shards: SequenceShards, axis: str):
         self.send, self.shards, self.axis = send, shards, axis
 
-    def exchange(self, tiles: jax.Array) -> jax.Array:  # (X, H*m, b, d) -> (X, R, b, d)
-        size = self.shards.shards
-        parts = []
-        for s, start in zip(range(1, size), self.shards.offsets(), strict=True):
-            width = self.shards.capacity[s - 1]
-            if width == 0:
-                continue
+    def exchange(self, tiles: jax.Array) -> jax.Array:  # (X, H*m, b, d) -> (X, received, b, d)
+        plan = self.shards
+        regions: list = [None] * len(plan.region_size)
+        for r, (pairs, start) in enumerate(zip(plan.rounds, plan.send_offsets(), strict=True)):
+            width, g = plan.capacity[r], plan.region[r]
             out = jnp.take(tiles, self.send[start : start + width], axis=1)  # (X, width, b, d)
-            parts.append(jax.lax.ppermute(out, self.axis, perm=[(q, (q + s) % size) for q in range(size)]))
-        return jnp.concatenate(parts, axis=1) if parts else tiles[:, :0]
+            got = jax.lax.ppermute(out, self.axis, perm=list(pairs))  # zeros where this shard receives nothing
+            got = jnp.pad(got, ((0, 0), (0, plan.region_size[g] - width), (0, 0), (0, 0)))
+            regions[g] = got if regions[g] is None else regions[g] + got  # rounds of a region reach other shards
+        return jnp.concatenate(regions, axis=1) if regions else tiles[:, :0]
 
     def sum(self, x: jax.Array) -> jax.Array:
         return jax.lax.psum(x, self.axis)

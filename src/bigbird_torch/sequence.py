@@ -63,7 +63,7 @@ class _Comm:
         self.group = group
         send_index, self.send_splits, recv_index, self.recv_splits = shards.all_to_all(layer, rank)
         self.send_index, self.recv_index = torch.from_numpy(send_index), torch.from_numpy(recv_index)
-        self.received = sum(shards.capacity)  # the received part of the store (padded per shift)
+        self.received = sum(shards.region_size)  # the received part of the store
 
     def exchange(self, tiles: torch.Tensor) -> torch.Tensor:  # (X, H*m, b, d) -> (X, R, b, d)
         out = tiles.index_select(1, self.send_index.to(tiles.device)).transpose(0, 1).contiguous()  # (sent, X, b, d)

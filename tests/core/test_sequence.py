@@ -4,6 +4,8 @@ for eval, training and fresh plans, over 2, 4 and 8 shards, with padding."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -56,7 +58,12 @@ def test_every_shard_receives_exactly_the_tiles_its_rows_need(kind, shards):
     plan = sequence_shards(lay, shards)
     compact = compact_slots(lay)
     n, m, heads = BLOCKS, BLOCKS // shards, CFG.num_attention_heads
-    offsets = plan.offsets()
+    sends, regions = plan.send_offsets(), plan.region_offsets()
+    for pairs in plan.rounds:  # a round is a partial matching: one ppermute
+        assert len({q for q, _ in pairs}) == len({p for _, p in pairs}) == len(pairs)
+    for r, s in itertools.combinations(range(len(plan.rounds)), 2):  # rounds sharing a region reach other shards
+        if plan.region[r] == plan.region[s]:
+            assert not {p for _, p in plan.rounds[r]} & {p for _, p in plan.rounds[s]}
     for layer in range(CFG.num_hidden_layers):
         for p in range(shards):
             needed = set()
@@ -65,15 +72,16 @@ def test_every_shard_receives_exactly_the_tiles_its_rows_need(kind, shards):
                     present = np.isfinite(compact.slot_bias[layer, h, i - 1])
                     needed |= {(h, int(b)) for b in compact.key_blocks[layer, h, i - 1][present] if b // m != p}
             received = set()
-            for s in range(1, shards):
-                src = (p - s) % shards
-                count = int(plan.send_counts[layer, src, s - 1])
-                tiles = plan.send[layer, src, offsets[s - 1] : offsets[s - 1] + count]
-                received |= {(int(t) // m, src * m + int(t) % m) for t in tiles}
-                stored = plan.store_blocks[layer, p, heads * m + offsets[s - 1] :][:count]
-                assert stored.tolist() == [src * m + int(t) % m for t in tiles]  # the store knows what it got
+            for r, pairs in enumerate(plan.rounds):
+                for src in [q for q, dst in pairs if dst == p]:
+                    count = int(plan.send_counts[layer, src, r])
+                    assert 2 * plan.send_counts[:, src, r].max() >= plan.capacity[r]  # padding at most doubles
+                    tiles = plan.send[layer, src, sends[r] : sends[r] + count]
+                    received |= {(int(t) // m, src * m + int(t) % m) for t in tiles}
+                    stored = plan.store_blocks[layer, p, heads * m + regions[plan.region[r]] :][:count]
+                    assert stored.tolist() == [src * m + int(t) % m for t in tiles]  # the store knows what it got
             assert received == needed, (layer, p)
-            # ragged engines receive what the shifts carry, without padding
+            # ragged engines receive exactly that, without padding
             _, send_splits, recv_index, recv_splits = plan.all_to_all(layer, p)
             assert sum(recv_splits) == len(received) == len(recv_index)
             assert sum(send_splits) == int(plan.send_counts[layer, p].sum())
@@ -84,13 +92,15 @@ def test_the_exchange_moves_less_than_an_all_gather():
     """Per layer and shard, against an all-gather of K and V: eval plans (random blocks are block 0) fetch only
     neighbours and globals; random plans fetch their random tiles, at most r per row and head."""
     eight = {kind: sequence_shards(layout(kind), 8) for kind in PLANS}
-    sizes = {kind: plan.bytes_per_layer(batch=1, head_dim=64, itemsize=4, padded=False) for kind, plan in eight.items()}
+    sizes = {kind: plan.bytes_per_layer(batch=1, head_dim=64, itemsize=4) for kind, plan in eight.items()}
     heads, m = CFG.num_attention_heads, BLOCKS // 8
     assert eight["eval"].tiles_received(padded=False) <= 4 * heads  # a neighbour each side, block 0 and n-1
     assert sizes["eval"]["tiles"] * 3 < sizes["eval"]["all_gather"]
+    assert sizes["eval"]["buffers"] * 3 < sizes["eval"]["all_gather"]
     for kind in ("train", "fresh"):
         bound = heads * (m * CFG.num_random_blocks + 4)  # random tiles, two neighbours, two globals
         assert eight[kind].tiles_received(padded=False) <= bound
+        assert sizes[kind]["exact"] <= sizes[kind]["tiles"] <= 2 * sizes[kind]["exact"]  # padding at most doubles
         assert sizes[kind]["tiles"] < sizes[kind]["all_gather"]
 
 
