@@ -203,15 +203,15 @@ def sequence_shards(layout: BlockLayout, shards: int) -> SequenceShards:
 
     Args:
         layout: the block layout of the call (``n`` blocks; ``n`` a multiple of ``shards``).
-        shards: devices over the sequence, at least 2.
+        shards: devices over the sequence (1: nothing to exchange).
 
     Example:
         >>> shards = sequence_shards(block_layout(transformers_plan(config, 16, training=False), 64), 4)
         >>> shards.rounds, shards.capacity  # eval plans: the neighbours and the global blocks
     """
     n, P = layout.num_blocks, shards
-    if not isinstance(shards, int) or isinstance(shards, bool) or shards < 2:
-        raise fail(InputError, "shards", "an integer of at least 2", repr(shards))
+    if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+        raise fail(InputError, "shards", "a positive integer", repr(shards))
     if n % P:
         raise fail(InputError, "shards", f"a divisor of the {n} blocks of the sequence", str(P))
     m = n // P
