@@ -84,7 +84,7 @@ class BigBirdConfig:
     num_labels: int = 2
     problem_type: str | None = None  # sequence classification loss; None infers it from the labels
     is_decoder: bool = False  # causal self-attention (BigBirdForCausalLM)
-    add_cross_attention: bool = False  # not supported: BigBird has no encoder-decoder form here
+    add_cross_attention: bool = False  # decoders: cross-attention to an encoder's hidden states in every layer
     tie_word_embeddings: bool = True  # the MLM decoder weight is the word embedding matrix
     chunk_size_feed_forward: int = 0  # accepted for compatibility; has no numerical effect
     output_attentions: bool = False
@@ -198,8 +198,9 @@ class BigBirdConfig:
             # given position ids are padded with pad_token_id, which must be a valid position
             raise fail(ConfigError, "pad_token_id", f"< max_position_embeddings ({self.max_position_embeddings})",
                        self.pad_token_id)  # fmt: skip
-        if self.add_cross_attention:
-            raise fail(ConfigError, "add_cross_attention", "False (cross-attention is not supported)", True)
+        if self.add_cross_attention and not self.is_decoder:  # transformers refuses it too (BigBirdLayer)
+            raise fail(ConfigError, "add_cross_attention", "False unless is_decoder is True (cross-attention is "
+                       "for decoders)", True)  # fmt: skip
 
     def _check_types(self) -> None:
         """Every field of its JSON type: booleans for flags, numbers for floats, integers for sizes, strings

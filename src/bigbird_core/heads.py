@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .cache import cache_length
 from .checkpoint import write_checkpoint
 from .config import BigBirdConfig
 from .errors import ConfigError, InputError, fail
@@ -122,15 +123,17 @@ class BigBirdPreTrainedModel:
                     "attention_probs_dropout_prob and classifier_dropout set to 0"
                 )
         labels = {k: args.pop(k) for k in LABEL_ARGS[self.head] if k in args}
+        past = args.pop("past_key_values", None)
+        flags = ("output_attentions", "output_hidden_states", "return_dict", "use_cache")
         arrays = {k: None if v is None or k == "plan" else np.asarray(v) for k, v in args.items()
-                  if k not in ("output_attentions", "output_hidden_states", "return_dict")}  # fmt: skip
+                  if k not in flags}  # fmt: skip
         arrays["plan"] = args.get("plan")
+        batch = None if arrays.get("input_ids") is None else arrays["input_ids"].shape[0]
+        past_len, _ = cache_length(self.config, past, batch)
         prep = prepare_call(self.config, self.head, dtype=self.dtype, training=self.training,
                             labels={k: None if v is None else np.asarray(v) for k, v in labels.items()},
-                            output_attentions=args.get("output_attentions"),
-                            output_hidden_states=args.get("output_hidden_states"),
-                            return_dict=args.get("return_dict"), **arrays)  # fmt: skip
-        body = run_body(self.params, self.prefix, prep, self.add_pooling_layer)
+                            past_len=past_len, **{k: args.get(k) for k in flags}, **arrays)  # fmt: skip
+        body = run_body(self.params, self.prefix, prep, self.add_pooling_layer, past)
         logits, nsp = self._head(prep, body)
         return finish_call(prep, body.as_dict(), logits, nsp)
 
@@ -155,7 +158,8 @@ class BigBirdModel(BigBirdPreTrainedModel):
     head = "BigBirdModel"
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                 inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
+                 use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                  plan=None):  # fmt: skip
         return self._forward(locals())
 
@@ -189,11 +193,18 @@ class BigBirdForMaskedLM(_WithLabels):
         return self._mlm_logits(prep.cut(body.sequence_output)), None
 
 
-class BigBirdForCausalLM(_WithLabels):
-    """Causal LM head. With ``config.is_decoder`` the attention is causal (full attention); the NumPy
-    reference recomputes the whole prefix (no key/value cache)."""
+class BigBirdForCausalLM(BigBirdPreTrainedModel):
+    """Causal LM head. With ``config.is_decoder`` the attention is causal (full attention), with a growing
+    key/value cache (``bigbird_core.cache``) and, with ``config.add_cross_attention``, cross-attention to
+    ``encoder_hidden_states``."""
 
     head = "BigBirdForCausalLM"
+
+    def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
+                 labels=None, use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                 plan=None):  # fmt: skip
+        return self._forward(locals())
 
     def _head(self, prep, body):
         return self._mlm_logits(prep.cut(body.sequence_output)), None

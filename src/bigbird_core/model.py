@@ -24,10 +24,13 @@ class BodyOutput:
     pooled: np.ndarray | None  # (batch, hidden)
     hidden_states: tuple[np.ndarray, ...] | None
     attentions: tuple[np.ndarray, ...] | None
+    cross_attentions: tuple[np.ndarray, ...] | None = None
+    past_key_values: tuple[tuple[np.ndarray, ...], ...] | None = None  # see bigbird_core.cache
 
     def as_dict(self) -> dict:
-        return {"sequence_output": self.sequence_output, "pooled": self.pooled,
-                "hidden_states": self.hidden_states, "attentions": self.attentions}  # fmt: skip
+        return {"sequence_output": self.sequence_output, "pooled": self.pooled, "hidden_states": self.hidden_states,
+                "attentions": self.attentions, "cross_attentions": self.cross_attentions,
+                "past_key_values": self.past_key_values}  # fmt: skip
 
 
 def embed(p: Params, prefix: str, config: BigBirdConfig, input_ids: np.ndarray | None,
@@ -49,8 +52,24 @@ def _heads(x: np.ndarray, config: BigBirdConfig) -> np.ndarray:
     )  # (B, H, L, d)
 
 
-def run_body(p: Params, prefix: str, prep: PreparedCall, pooler: bool = True) -> BodyOutput:
-    """The encoder on one prepared call: embeddings, layers, pooler (the sequence is not cut back)."""
+def _attention_output(p: Params, a: str, ctx: np.ndarray, x: np.ndarray, config: BigBirdConfig) -> np.ndarray:
+    """dense + residual LayerNorm after an attention (``a``: ``...attention.`` or ``...crossattention.``)."""
+    batch, length = x.shape[:2]
+    ctx = ctx.transpose(0, 2, 1, 3).reshape(batch, length, config.hidden_size)  # (B, L, hidden)
+    h = linear(ctx, p[a + "output.dense.weight"], p[a + "output.dense.bias"])
+    return layer_norm(h + x, p[a + "output.LayerNorm.weight"], p[a + "output.LayerNorm.bias"], config.layer_norm_eps)
+
+
+def _project(p: Params, a: str, x: np.ndarray, names: tuple[str, ...], config: BigBirdConfig) -> list[np.ndarray]:
+    return [_heads(linear(x, p[a + f"self.{n}.weight"], p.get(a + f"self.{n}.bias")), config) for n in names]
+
+
+def run_body(p: Params, prefix: str, prep: PreparedCall, pooler: bool = True, past=None) -> BodyOutput:
+    """The encoder on one prepared call: embeddings, layers, pooler (the sequence is not cut back).
+
+    Decoders: ``past`` is a growing cache (``bigbird_core.cache``); with ``prep.use_cache`` the new one is
+    returned. With cross-attention inputs every layer attends to ``prep.encoder_hidden_states`` after its
+    self-attention (keys and values from the cache when it holds them)."""
     config = prep.config
     batch, length = prep.position_ids.shape
     dtype = p[prefix + "embeddings.LayerNorm.weight"].dtype
@@ -67,22 +86,37 @@ def run_body(p: Params, prefix: str, prep: PreparedCall, pooler: bool = True) ->
 
     layout = None if prep.layout is None else prep.layout.layout
     act = ACTIVATIONS[config.hidden_act]
-    hidden, attentions = [], []
+    enc = prep.encoder_hidden_states
+    enc = None if enc is None else np.asarray(enc, dtype)
+    hidden, attentions, crosses, presents = [], [], [], []
     for i in range(config.num_hidden_layers):
         if output_hidden_states:
             hidden.append(x)
         a = f"{prefix}encoder.layer.{i}."
-        q, k, v = (_heads(linear(x, p[a + f"attention.self.{n}.weight"], p.get(a + f"attention.self.{n}.bias")), config)
-                   for n in ("query", "key", "value"))  # fmt: skip
+        layer_past = None if past is None else past[i]
+        q, k, v = _project(p, a + "attention.", x, ("query", "key", "value"), config)
+        if layer_past is not None:
+            k, v = np.concatenate([layer_past[0], k], axis=2), np.concatenate([layer_past[1], v], axis=2)
+        present = (k, v)
+        hm = None if prep.head_mask is None else prep.head_mask[i][None, :, None, None]
         if layout is not None:
             ctx, probs = block_sparse_attention(q, k, v, mask, layout, i, output_attentions)
         else:
-            hm = None if prep.head_mask is None else prep.head_mask[i][None, :, None, None]
             ctx, probs = full_attention(q, k, v, prep.additive_mask, hm)
-        ctx = ctx.transpose(0, 2, 1, 3).reshape(batch, length, config.hidden_size)  # (B, L, hidden)
-        h = linear(ctx, p[a + "attention.output.dense.weight"], p[a + "attention.output.dense.bias"])
-        x = layer_norm(h + x, p[a + "attention.output.LayerNorm.weight"], p[a + "attention.output.LayerNorm.bias"],
-                       config.layer_norm_eps)  # fmt: skip
+        x = _attention_output(p, a + "attention.", ctx, x, config)
+        if enc is not None:  # cross-attention: the decoder's queries over the encoder's keys and values
+            (cq,) = _project(p, a + "crossattention.", x, ("query",), config)
+            if layer_past is not None and len(layer_past) == 4:
+                ck, cv = layer_past[2], layer_past[3]
+            else:
+                ck, cv = _project(p, a + "crossattention.", enc, ("key", "value"), config)
+            ctx, cprobs = full_attention(cq, ck, cv, prep.cross_mask, hm)
+            x = _attention_output(p, a + "crossattention.", ctx, x, config)
+            present = present + (ck, cv)
+            if output_attentions:
+                crosses.append(cprobs)
+        if prep.use_cache:
+            presents.append(present)
         h = act(linear(x, p[a + "intermediate.dense.weight"], p[a + "intermediate.dense.bias"]))
         h = linear(h, p[a + "output.dense.weight"], p[a + "output.dense.bias"])
         x = layer_norm(
@@ -96,4 +130,6 @@ def run_body(p: Params, prefix: str, prep: PreparedCall, pooler: bool = True) ->
     if pooler:
         pooled = np.tanh(linear(x[:, 0], p[prefix + "pooler.weight"], p[prefix + "pooler.bias"]))
     return BodyOutput(x, pooled, tuple(hidden) if output_hidden_states else None,
-                      tuple(attentions) if output_attentions else None)  # fmt: skip
+                      tuple(attentions) if output_attentions else None,
+                      tuple(crosses) if output_attentions and enc is not None else None,
+                      tuple(presents) if prep.use_cache else None)  # fmt: skip

@@ -66,10 +66,10 @@ class ModelOutput:
 class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
     last_hidden_state: Any = None  # (batch, seq, hidden), cut back to the input length
     pooler_output: Any = None  # (batch, hidden): tanh(dense(token 0))
-    past_key_values: Any = None  # causal LM cache: per layer (key, value), each (batch, heads, len, d)
+    past_key_values: Any = None  # decoders: the key/value cache (see bigbird_core.cache)
     hidden_states: Any = None  # embeddings + each layer, (batch, padded seq, hidden)
     attentions: Any = None  # each layer (batch, heads, padded seq, padded seq)
-    cross_attentions: Any = None
+    cross_attentions: Any = None  # each layer (batch, heads, seq, encoder_len), with cross-attention
 
 
 @dataclass

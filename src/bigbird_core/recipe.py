@@ -32,7 +32,7 @@ from .inputs import QA_LOGITS_PENALTY, CallPlan, pad_values, plan_call
 from .layout import BlockLayout, CompactSlots, block_layout, compact_slots
 from .plans import check_plan, make_plan
 from .rules import head_loss
-from .validate import Shapes, check_inputs, check_labels
+from .validate import Shapes, check_cross_inputs, check_inputs, check_labels
 
 LAYOUT_CACHE_SIZE = 64  # (config, length, mode) layouts kept per process
 
@@ -82,6 +82,8 @@ class PreparedCall:
     layout: PlannedLayout | None  # block-sparse with a plan known now (the config's, or a concrete one)
     plan: Any  # block-sparse with a traced plan (drawn inside jit): (layers, heads, n-2, r); else None
     logits_mask: Any  # QA: (B, L) bool, True where the question penalty applies; else None
+    encoder_hidden_states: Any = None  # cross-attention: (B, Le, hidden) as given; else None
+    cross_mask: Any = None  # cross-attention: (B, 1, 1, Le) additive, 0 or finfo.min; else None
     labels: dict[str, Any] = field(default_factory=dict)
     output_attentions: bool = False
     output_hidden_states: bool = False
@@ -124,7 +126,8 @@ def prepare_call(
     token_type_ids: Any = None, position_ids: Any = None, inputs_embeds: Any = None, head_mask: Any = None,
     question_lengths: Any = None, plan: Any = None, labels: dict[str, Any] | None = None, training: bool = False,
     past_len: int = 0, output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-    return_dict: bool | None = None, use_cache: bool | None = None,
+    return_dict: bool | None = None, use_cache: bool | None = None, encoder_hidden_states: Any = None,
+    encoder_attention_mask: Any = None, cache_size: int | None = None,
 ) -> PreparedCall:  # fmt: skip
     """Validate and prepare one forward call of ``head`` (see the module docstring).
 
@@ -140,19 +143,38 @@ def prepare_call(
         labels: the head's label arguments by name.
         training: train mode (the train plan of the config's planner).
         past_len: tokens already in the key/value cache (decoders).
-        use_cache: return a key/value cache (causal LM with ``config.is_decoder``; None: ``config.use_cache``).
+        use_cache: return a key/value cache (decoders, ``config.is_decoder``; None: ``config.use_cache``).
+        encoder_hidden_states, encoder_attention_mask: cross-attention inputs (``config.add_cross_attention``).
+        cache_size: a call on a fixed-size cache of this many positions (``bigbird_core.cache``): the attention
+            mask covers them all, the positions of the new tokens are given, and the backend builds the additive
+            mask from its cache index (``additive_mask`` is None).
 
     Returns:
         The :class:`PreparedCall`.
     """
     c = config
-    if past_len and not c.is_decoder:
+    if (past_len or cache_size) and not c.is_decoder:
         raise fail(InputError, "past_key_values", "None unless config.is_decoder is True", "a cache")
-    use_cache = head == "BigBirdForCausalLM" and c.is_decoder and (c.use_cache if use_cache is None else use_cache)
+    if cache_size is not None:
+        ref = input_ids if input_ids is not None else inputs_embeds
+        seq_now = ref.shape[-1] if input_ids is not None else ref.shape[-2]
+        if attention_mask is None:
+            raise fail(InputError, "attention_mask", f"a mask of every cached position, shape (batch, {cache_size}), "
+                       "when decoding with a fixed-size cache", None)  # fmt: skip
+        if position_ids is None:
+            raise fail(InputError, "position_ids", "the positions of the new tokens when decoding with a fixed-size "
+                       "cache (past_key_values)", None)  # fmt: skip
+        if seq_now > cache_size:
+            raise fail(InputError, "past_key_values", f"a cache of at least {seq_now} positions (the input's "
+                       "tokens)", f"a cache of {cache_size} (its max_length)")  # fmt: skip
+        past_len = cache_size - seq_now  # the mask's shape; the cache index is decided on the device
+    use_cache = head in ("BigBirdModel", "BigBirdForCausalLM") and c.is_decoder and (
+        c.use_cache if use_cache is None else use_cache)  # fmt: skip
     shapes = check_inputs(c, head, input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                           token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
                           question_lengths=question_lengths, past_len=past_len)  # fmt: skip
     labels = check_labels(c, head, shapes, labels or {})
+    encoder_len = check_cross_inputs(c, shapes.flat_batch, encoder_hidden_states, encoder_attention_mask)
     ref = input_ids if input_ids is not None else inputs_embeds
     xp, dev = namespace(ref), device(ref)
     if shapes.num_choices is not None:  # fold the choices axis into the batch
@@ -209,11 +231,16 @@ def prepare_call(
         if plan is not None:
             raise fail(InputError, "plan", f"None: this call of {seq} tokens runs full attention (block-sparse "
                        f"needs more than {c.min_block_sparse_length - 1})", plan)  # fmt: skip
-        additive = full_attention_mask(c, xp, mask, call.padded_len, past_len)
+        additive = None if cache_size is not None else full_attention_mask(c, xp, mask, call.padded_len, past_len)
         if head_mask is not None:
             heads_mult = xp.astype(head_mask, dtype)
             if heads_mult.ndim == 1:
                 heads_mult = xp.broadcast_to(heads_mult[None, :], (c.num_hidden_layers, c.num_attention_heads))
+    cross_mask = None
+    if encoder_len is not None:  # transformers' inverted mask: finfo.min where the encoder position is padding
+        keep = xp.ones((batch, encoder_len), dtype=sdt, device=dev) if encoder_attention_mask is None else xp.astype(
+            encoder_attention_mask, sdt)  # fmt: skip
+        cross_mask = ((1.0 - keep) * xp.finfo(sdt).min)[:, None, None, :]
     return PreparedCall(
         config=c, head=head, shapes=shapes, call=call, input_ids=input_ids, inputs_embeds=inputs_embeds,
         token_type_ids=types, position_ids=position_ids, attention_mask=mask, additive_mask=additive,
@@ -221,6 +248,7 @@ def prepare_call(
         output_attentions=bool(c.output_attentions if output_attentions is None else output_attentions),
         output_hidden_states=bool(c.output_hidden_states if output_hidden_states is None else output_hidden_states),
         return_dict=bool(c.use_return_dict if return_dict is None else return_dict), use_cache=bool(use_cache),
+        encoder_hidden_states=encoder_hidden_states, cross_mask=cross_mask,
     )  # fmt: skip
 
 
@@ -251,10 +279,11 @@ def finish_call(prep: PreparedCall, body: dict[str, Any], logits: Any = None, ns
     """
     head = prep.head
     common = dict(hidden_states=body.get("hidden_states"), attentions=body.get("attentions"))
+    cross = body.get("cross_attentions")
     if head == "BigBirdModel":
         out = O.BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=prep.cut(body["sequence_output"]), pooler_output=body.get("pooled"),
-            past_key_values=body.get("past_key_values"), **common)  # fmt: skip
+            past_key_values=body.get("past_key_values"), cross_attentions=cross, **common)  # fmt: skip
         return out if prep.return_dict else out.to_tuple()
     xp = namespace(logits)
     raw: dict[str, Any] = {"logits": logits, "nsp": nsp}
@@ -271,8 +300,8 @@ def finish_call(prep: PreparedCall, body: dict[str, Any], logits: Any = None, ns
         out = O.BigBirdForQuestionAnsweringModelOutput(loss, raw["start_logits"], raw["end_logits"],
                                                         body.get("pooled"), **common)  # fmt: skip
     elif head == "BigBirdForCausalLM":
-        out = O.CausalLMOutputWithCrossAttentions(loss=loss, logits=raw["logits"],
-                                                  past_key_values=body.get("past_key_values"), **common)  # fmt: skip
+        out = O.CausalLMOutputWithCrossAttentions(loss=loss, logits=raw["logits"], past_key_values=body.get(
+            "past_key_values"), cross_attentions=cross, **common)  # fmt: skip
     else:
         out = O.OUTPUT_CLASSES[head](loss=loss, logits=raw["logits"], **common)
     return out if prep.return_dict else out.to_tuple()

@@ -185,6 +185,36 @@ def check_inputs(
     return Shapes(shape[0], shape[-1], shape[1] if choices else None)
 
 
+def check_cross_inputs(config: BigBirdConfig, batch: int, encoder_hidden_states: Any,
+                       encoder_attention_mask: Any) -> int | None:  # fmt: skip
+    """Validate the cross-attention inputs; returns the encoder's length (None without them).
+
+    Rules (transformers 4.57.6): only a model with ``config.add_cross_attention`` (a decoder) takes them;
+    ``encoder_hidden_states`` ``(batch, encoder_len, hidden)``, ``encoder_attention_mask`` ``(batch,
+    encoder_len)`` of 0/1 (default: every position).
+    """
+    if encoder_hidden_states is None:
+        if encoder_attention_mask is not None:
+            raise fail(InputError, "encoder_attention_mask", "None without encoder_hidden_states",
+                       encoder_attention_mask)  # fmt: skip
+        return None
+    if not config.add_cross_attention:
+        raise fail(InputError, "encoder_hidden_states", "None: this model has no cross-attention "
+                   "(config.add_cross_attention is False)", encoder_hidden_states)  # fmt: skip
+    width = config.hidden_size
+    x = encoder_hidden_states
+    if (not hasattr(x, "shape") or len(x.shape) != 3 or x.shape[0] != batch or x.shape[2] != width
+            or x.shape[1] == 0 or dtype_kind(x) != "f"):  # fmt: skip
+        raise fail(InputError, "encoder_hidden_states", f"a float array of shape ({batch}, encoder_len, {width})", x)
+    length = _shape(x)[1]
+    m = encoder_attention_mask
+    if m is not None:
+        if not hasattr(m, "shape") or _shape(m) != (batch, length) or dtype_kind(m) == "?":
+            raise fail(InputError, "encoder_attention_mask", f"a 0/1 array of shape ({batch}, {length})", m)
+        _zero_one("encoder_attention_mask", m)
+    return length
+
+
 def check_labels(config: BigBirdConfig, head: str, shapes: Shapes, labels: dict[str, Any]) -> dict[str, Any]:
     """Validate the label arguments of ``head``; returns those that are not None.
 

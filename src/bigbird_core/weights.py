@@ -75,6 +75,11 @@ def _body(c: BigBirdConfig, pooler: bool) -> list[ParamSpec]:
         for proj in ("query", "key", "value"):
             specs += _linear(p + f"attention.self.{proj}", h, h, bias=c.use_bias)
         specs += _linear(p + "attention.output.dense", h, h) + _norm(p + "attention.output.LayerNorm", h)
+        if c.add_cross_attention:  # decoders: attention to the encoder's hidden states (transformers' names)
+            for proj in ("query", "key", "value"):
+                specs += _linear(p + f"crossattention.self.{proj}", h, h, bias=c.use_bias)
+            specs += _linear(p + "crossattention.output.dense", h, h)
+            specs += _norm(p + "crossattention.output.LayerNorm", h)
         specs += _linear(p + "intermediate.dense", c.intermediate_size, h)
         specs += _linear(p + "output.dense", h, c.intermediate_size) + _norm(p + "output.LayerNorm", h)
     if pooler:

@@ -21,12 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bigbird_core.cache import check_cache_head, check_fixed_cache
 from bigbird_core.checkpoint import FLAX_MSGPACK, write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.recipe import PreparedCall, finish_call
-from bigbird_core.validate import check_inputs, check_labels, model_config
+from bigbird_core.validate import check_cross_inputs, check_inputs, check_labels, model_config
 from bigbird_core.weights import LoadReport, default_pooler, init_params, mesh_axes, param_specs, to_flax_tree
 
 from .convert import from_numpy, to_numpy
@@ -132,14 +133,16 @@ class _HeadModule(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                 inputs_embeds=None, deterministic: bool = True, output_attentions: bool = False,
-                 output_hidden_states: bool = False, return_dict: bool = True, plan=None, question_lengths=None,
-                 **labels):  # fmt: skip
+                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                 deterministic: bool = True, output_attentions: bool = False, output_hidden_states: bool = False,
+                 return_dict: bool = True, plan=None, question_lengths=None, **labels):  # fmt: skip
         prep, drawn = prepare(self, self.head, deterministic, plan, input_ids=input_ids,
                               attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
                               head_mask=head_mask, inputs_embeds=inputs_embeds, question_lengths=question_lengths,
                               labels=labels, output_attentions=output_attentions,
-                              output_hidden_states=output_hidden_states, return_dict=return_dict)  # fmt: skip
+                              output_hidden_states=output_hidden_states, return_dict=return_dict,
+                              encoder_hidden_states=encoder_hidden_states,
+                              encoder_attention_mask=encoder_attention_mask)  # fmt: skip
         bert = FlaxBigBirdModule(self.config, self.dtype, self.add_pooling_layer, self.gradient_checkpointing,
                                  name="bert")  # fmt: skip
         body = bert.run(prep, deterministic, drawn)
@@ -215,6 +218,43 @@ def _jitted_apply(module: nn.Module):
                             rngs=rngs)  # fmt: skip
 
     return jax.jit(apply, static_argnames=("deterministic", "output_attentions", "output_hidden_states"))
+
+
+@functools.lru_cache(maxsize=JIT_CACHE_SIZE)
+def _jitted_cached_apply(module: nn.Module):
+    """``module.apply`` on a fixed-size cache under ``jax.jit``: returns the output and the updated cache."""
+
+    def apply(params, cache, inputs, labels, rngs, *, deterministic, output_attentions, output_hidden_states):
+        out, mutated = module.apply({"params": params, "cache": cache}, **inputs, **labels,
+                                    deterministic=deterministic, output_attentions=output_attentions,
+                                    output_hidden_states=output_hidden_states, rngs=rngs,
+                                    mutable=["cache"])  # fmt: skip
+        return out, mutated["cache"]
+
+    return jax.jit(apply, static_argnames=("deterministic", "output_attentions", "output_hidden_states"))
+
+
+def _cache_room(config: BigBirdConfig, head: str, cache: Any, batch: int, seq: int) -> int:
+    """Validate a fixed-size cache given as ``past_key_values``; returns its ``max_length``."""
+    check_cache_head(head)
+    if not config.is_decoder:
+        raise fail(InputError, "past_key_values", "None unless config.is_decoder is True", "a cache")
+    keys = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(cache)
+            if getattr(path[-1], "key", None) == "cached_key"]  # fmt: skip
+    indices = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(cache)
+               if getattr(path[-1], "key", None) == "cache_index"]  # fmt: skip
+    heads, d = config.num_attention_heads, config.head_dim
+    if len(keys) != config.num_hidden_layers or len(indices) != len(keys) or any(
+            k.ndim != 4 or k.shape[0] != batch or k.shape[2:] != (heads, d) for k in keys):  # fmt: skip
+        raise fail(InputError, "past_key_values", f"the cache of init_cache({batch}, max_length) (or of the call "
+                   "before)", "another pytree")  # fmt: skip
+    max_length = int(keys[0].shape[1])
+    if all(not isinstance(i, jax.core.Tracer) for i in indices):
+        used = int(np.asarray(indices[0]))
+        if used + seq > max_length:
+            raise fail(InputError, "past_key_values", f"room for {seq} more token(s)", f"a cache holding {used} "
+                       f"of its max_length {max_length}")  # fmt: skip
+    return max_length
 
 
 def _as_array(x: Any) -> Any:
@@ -418,18 +458,34 @@ class FlaxBigBirdPreTrainedModel:
 
     # ---------------------------------------------------------------------------------- forward
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                 inputs_embeds=None, params: dict | None = None, dropout_rng: jax.Array | None = None,
-                 indices_rng: jax.Array | None = None, train: bool = False, output_attentions: bool | None = None,
-                 output_hidden_states: bool | None = None, return_dict: bool | None = None, plan=None,
+                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                 params: dict | None = None, dropout_rng: jax.Array | None = None, indices_rng: jax.Array | None = None,
+                 train: bool = False, output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                 return_dict: bool | None = None, past_key_values: dict | None = None, plan=None,
                  question_lengths=None, **labels):  # fmt: skip
+        """The model on a batch (transformers' ``FlaxBigBird*.__call__``). Decoders: ``past_key_values`` is the
+        fixed-size cache of :meth:`init_cache` (or of the previous call): ``attention_mask`` then covers its
+        ``max_length`` positions and ``position_ids`` are the new tokens'; the output's ``past_key_values`` is
+        the updated cache. ``encoder_hidden_states`` / ``encoder_attention_mask``: cross-attention inputs
+        (``config.add_cross_attention``)."""
         c = self.config
         inputs = {k: _as_array(v) for k, v in dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
-            question_lengths=question_lengths).items() if v is not None}  # fmt: skip
+            question_lengths=question_lengths, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask).items() if v is not None}  # fmt: skip
         labels = {k: _as_array(v) for k, v in labels.items()}
         # the values are checked here, eagerly, where they are concrete (inside jit they are not)
-        shapes = check_inputs(c, self.head, **inputs)
+        cross = {k: inputs.get(k) for k in ("encoder_hidden_states", "encoder_attention_mask")}
+        model_inputs = {k: v for k, v in inputs.items() if k not in cross}
+        past_len = 0
+        if past_key_values is not None:
+            ref = model_inputs.get("input_ids", model_inputs.get("inputs_embeds"))
+            seq = ref.shape[1] if ref is not None else 0
+            max_length = _cache_room(c, self.head, past_key_values, ref.shape[0] if ref is not None else 0, seq)
+            past_len = max_length - seq
+        shapes = check_inputs(c, self.head, past_len=past_len, **model_inputs)
+        check_cross_inputs(c, shapes.flat_batch, **cross)
         labels = check_labels(c, self.head, shapes, labels)
         rngs = {}
         if train and dropout_rng is not None:
@@ -445,11 +501,28 @@ class FlaxBigBirdPreTrainedModel:
             output_hidden_states=bool(c.output_hidden_states if output_hidden_states is None else output_hidden_states),
         )  # fmt: skip
         params = self.params if params is None else params
-        if plan is not None:  # a given plan is data the core merges on the host: applied without jit
+        if past_key_values is not None:
+            if plan is not None:
+                raise fail(InputError, "plan", "None when decoding with a cache (decoders use full attention)", plan)
+            out, cache = _jitted_cached_apply(self.module)(params, past_key_values, inputs, labels, rngs, **flags)
+            out["past_key_values"] = cache
+        elif plan is not None:  # a given plan is data the core merges on the host: applied without jit
             out = self.module.apply({"params": params}, **inputs, **labels, plan=np.asarray(plan), rngs=rngs, **flags)
         else:
             out = _jitted_apply(self.module)(params, inputs, labels, rngs, **flags)
         return out if (c.use_return_dict if return_dict is None else return_dict) else out.to_tuple()
+
+    def init_cache(self, batch_size: int, max_length: int) -> dict:
+        """An empty fixed-size cache for decoding ``max_length`` positions (transformers' Flax ``init_cache``):
+        per self-attention ``cached_key`` / ``cached_value`` ``(batch, max_length, heads, head_dim)`` and
+        ``cache_index``; pass it as ``past_key_values`` with an attention mask of ``max_length`` positions."""
+        check_fixed_cache(self.config, max_length, batch_size)
+        check_cache_head(self.head)
+        ids = jnp.ones((batch_size, max_length), jnp.int32)
+        positions = jnp.broadcast_to(jnp.arange(max_length, dtype=jnp.int32)[None, :], ids.shape)
+        shapes = jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), ids, jnp.ones_like(ids),
+                                                         position_ids=positions))  # fmt: skip
+        return jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes["cache"])
 
 
 class FlaxBigBirdModel(FlaxBigBirdPreTrainedModel):

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bigbird_core.cache import fixed_cache_mask
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.layout import distinct_slot_bias, slot_key_blocks
 from bigbird_core.recipe import PreparedCall, finish_call, prepare_call
@@ -104,11 +105,69 @@ class FlaxBigBirdSelfAttention(nn.Module):
                 q, k, v, ctx["mask"], blocks, c.block_size, output_attentions, bias
             )
         else:
+            additive = ctx["additive_mask"]
+            if c.is_decoder:
+                k, v, additive = self.fixed_cache(k, v, ctx["mask"], additive)
             drop = nn.Dropout(c.attention_probs_dropout_prob)
-            out, probs = full_attention(q, k, v, ctx["additive_mask"], head_mask,
+            out, probs = full_attention(q, k, v, additive, head_mask,
                                         lambda p: drop(p, deterministic=deterministic))  # fmt: skip
         out = out.transpose(0, 2, 1, 3).reshape(batch, seq, c.hidden_size)
         return nn.with_logical_constraint(out, ("batch", None, "act_heads")), probs
+
+    def fixed_cache(self, k, v, mask, additive):
+        """Decoders: the fixed-size cache (``bigbird_core.cache``). Initialising declares it (sized by the
+        input: ``init_cache`` initialises on ``max_length`` tokens); a call with a ``"cache"`` collection writes
+        the new keys and values at ``cache_index`` and attends to every cached position the mask and the causal
+        rule allow. Other calls leave ``k``, ``v`` and the mask as they are."""
+        batch, heads, seq, d = k.shape
+        initializing = self.is_initializing()
+        if not (initializing or self.has_variable("cache", "cached_key")):
+            return k, v, additive
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, (batch, seq, heads, d), k.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, (batch, seq, heads, d), v.dtype)
+        index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+        if initializing:
+            return k, v, additive
+        start = index.value
+        cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, k.transpose(0, 2, 1, 3), (0, start, 0, 0))
+        cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, v.transpose(0, 2, 1, 3),
+                                                          (0, start, 0, 0))  # fmt: skip
+        index.value = start + seq
+        return (cached_key.value.transpose(0, 2, 1, 3), cached_value.value.transpose(0, 2, 1, 3),
+                fixed_cache_mask(self.config, mask, start, seq))  # fmt: skip
+
+
+class FlaxBigBirdCrossSelfAttention(nn.Module):
+    """The queries of the decoder and the keys and values of the encoder's hidden states (full attention)."""
+
+    config: BigBirdConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, ctx: dict, head_mask, deterministic: bool):
+        c = self.config
+        enc = ctx["encoder_hidden_states"].astype(self.dtype)
+
+        def split(t):
+            return t.reshape(t.shape[0], t.shape[1], c.num_attention_heads, c.head_dim).transpose(0, 2, 1, 3)
+
+        q = split(dense(c, c.hidden_size, "query", self.dtype, c.use_bias)(x))  # (B, H, L, d)
+        k, v = (split(dense(c, c.hidden_size, name, self.dtype, c.use_bias)(enc)) for name in ("key", "value"))
+        drop = nn.Dropout(c.attention_probs_dropout_prob)
+        out, probs = full_attention(q, k, v, ctx["cross_mask"], head_mask,
+                                    lambda p: drop(p, deterministic=deterministic))  # fmt: skip
+        return out.transpose(0, 2, 1, 3).reshape(x.shape), probs
+
+
+class FlaxBigBirdCrossAttention(nn.Module):
+    config: BigBirdConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, ctx, head_mask, deterministic: bool):
+        out, probs = FlaxBigBirdCrossSelfAttention(self.config, self.dtype, name="self")(
+            x, ctx, head_mask, deterministic)  # fmt: skip
+        return FlaxBigBirdResidualOutput(self.config, self.dtype, name="output")(out, x, deterministic), probs
 
 
 # Logical axes of activations (a no-op unless the caller sets flax's logical_axis_rules under a mesh):
@@ -166,8 +225,12 @@ class FlaxBigBirdLayer(nn.Module):
     ):
         x, probs = FlaxBigBirdAttention(self.config, self.dtype, name="attention")(
             x, ctx, key_blocks, head_mask, deterministic, output_attentions)  # fmt: skip
+        cross = None
+        if ctx.get("encoder_hidden_states") is not None:
+            x, cross = FlaxBigBirdCrossAttention(self.config, self.dtype, name="crossattention")(
+                x, ctx, head_mask, deterministic)  # fmt: skip
         h = FlaxBigBirdIntermediate(self.config, self.dtype, name="intermediate")(x)
-        return FlaxBigBirdResidualOutput(self.config, self.dtype, name="output")(h, x, deterministic), probs
+        return FlaxBigBirdResidualOutput(self.config, self.dtype, name="output")(h, x, deterministic), (probs, cross)
 
 
 class FlaxBigBirdLayerCollection(nn.Module):
@@ -182,7 +245,7 @@ class FlaxBigBirdLayerCollection(nn.Module):
         layer_cls = FlaxBigBirdLayer
         if self.gradient_checkpointing:
             layer_cls = nn.remat(FlaxBigBirdLayer, static_argnums=(5, 6))  # deterministic, output_attentions
-        hidden, attentions = [], []
+        hidden, attentions, crosses = [], [], []
         for i in range(self.config.num_hidden_layers):
             if output_hidden_states:
                 hidden.append(x)
@@ -196,14 +259,15 @@ class FlaxBigBirdLayerCollection(nn.Module):
             # activations stay sharded by example under a mesh with logical-axis rules ("batch" -> the data
             # axis): with FSDP, XLA then gathers the weights, not the activations (a no-op without rules)
             x = nn.with_logical_constraint(x, ("batch", None, "act_embed"))
-            x, probs = layer_cls(self.config, self.dtype, name=str(i))(
+            x, (probs, cross) = layer_cls(self.config, self.dtype, name=str(i))(
                 x, ctx, kb, hm, deterministic, output_attentions
             )
             if output_attentions:
                 attentions.append(probs)
+                crosses.append(cross)
         if output_hidden_states:
             hidden.append(x)
-        return x, tuple(hidden), tuple(attentions)
+        return x, tuple(hidden), tuple(attentions), tuple(crosses)
 
 
 class FlaxBigBirdEncoder(nn.Module):
@@ -236,6 +300,8 @@ def key_blocks_for(prep: PreparedCall, drawn: bool) -> tuple | None:
 def prepare(module: nn.Module, head: str, deterministic: bool, plan: Any, **arguments: Any) -> tuple:
     """The core's call recipe inside a linen module: ``(prepared call, whether the plan was drawn)``.
 
+    A decoder applied with a ``"cache"`` collection decodes on its fixed-size cache (``bigbird_core.cache``).
+
     In train mode (``deterministic=False``) with an ``indices`` rng stream, the plan is drawn on the device
     (:func:`bigbird_flax.plans.draw_plan`) and sown as the intermediate ``plan``; otherwise it is the
     config's (or the one given).
@@ -244,8 +310,11 @@ def prepare(module: nn.Module, head: str, deterministic: bool, plan: Any, **argu
     if drawn:
         config = module.config
         plan = lambda n: draw_plan(module.make_rng("indices"), config, n)  # noqa: E731
+    cached = module.config.is_decoder and not module.is_initializing() and "cache" in module.variables
+    mask = arguments.get("attention_mask")
+    cache_size = (mask.shape[-1] if mask is not None else 0) if cached else None
     prep = prepare_call(module.config, head, dtype=module.dtype, training=not deterministic, plan=plan,
-                        **arguments)  # fmt: skip
+                        cache_size=cache_size, **arguments)  # fmt: skip
     drawn = drawn and prep.plan is not None
     if drawn:  # visible with apply(..., mutable=["intermediates"])
         module.sow("intermediates", "plan", prep.plan)
@@ -270,12 +339,15 @@ class FlaxBigBirdModule(nn.Module):
     gradient_checkpointing: bool = False
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                 inputs_embeds=None, deterministic: bool = True, output_attentions: bool = False,
-                 output_hidden_states: bool = False, return_dict: bool = True, plan=None):  # fmt: skip
+                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                 deterministic: bool = True, output_attentions: bool = False, output_hidden_states: bool = False,
+                 return_dict: bool = True, plan=None):  # fmt: skip
         prep, drawn = prepare(self, "BigBirdModel", deterministic, plan, input_ids=input_ids,
                               attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
                               head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                              output_hidden_states=output_hidden_states, return_dict=return_dict)  # fmt: skip
+                              output_hidden_states=output_hidden_states, return_dict=return_dict,
+                              encoder_hidden_states=encoder_hidden_states,
+                              encoder_attention_mask=encoder_attention_mask)  # fmt: skip
         return finish_call(prep, self.run(prep, deterministic, drawn))
 
     @nn.compact
@@ -293,14 +365,17 @@ class FlaxBigBirdModule(nn.Module):
             extra, _ = embeddings(pad["input_ids"], pad["token_type_ids"], pad["position_ids"], None, deterministic)
             embeds = prep.full_embeds(extra)
         x, table = embeddings(prep.input_ids, prep.token_type_ids, prep.position_ids, embeds, deterministic)
-        ctx = {"mask": prep.attention_mask, "additive_mask": prep.additive_mask}
+        ctx = {"mask": prep.attention_mask, "additive_mask": prep.additive_mask, "cross_mask": prep.cross_mask,
+               "encoder_hidden_states": prep.encoder_hidden_states}  # fmt: skip
         if sequence is not None:
             ctx["sequence"] = sequence
-        x, hidden, attentions = FlaxBigBirdEncoder(c, self.dtype, self.gradient_checkpointing, name="encoder")(
+        x, hidden, attentions, crosses = FlaxBigBirdEncoder(c, self.dtype, self.gradient_checkpointing, name="encoder")(
             x, ctx, None if sequence is not None else key_blocks_for(prep, drawn), prep.head_mask, deterministic, prep.output_attentions,
             prep.output_hidden_states)  # fmt: skip
         pooled = None
         if self.add_pooling_layer:
             pooled = jnp.tanh(dense(c, c.hidden_size, "pooler", self.dtype)(x[:, 0]))
         return dict(sequence_output=x, pooled=pooled, hidden_states=hidden if prep.output_hidden_states else None,
-                    attentions=attentions if prep.output_attentions else None, word_embeddings=table)  # fmt: skip
+                    attentions=attentions if prep.output_attentions else None, word_embeddings=table,
+                    cross_attentions=crosses if prep.output_attentions and prep.encoder_hidden_states is not None
+                    else None)  # fmt: skip

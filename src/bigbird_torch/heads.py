@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import torch
+from bigbird_core.cache import cache_length
 from bigbird_core.checkpoint import write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
@@ -198,8 +199,10 @@ class BigBirdPreTrainedModel(nn.Module):
         args = {k: v for k, v in args.items() if k not in ("self", "__class__")}
         past = args.pop("past_key_values", None)
         labels = {k: args.pop(k) for k in LABEL_ARGS[self.head] if k in args}
+        ref = args.get("input_ids") if args.get("input_ids") is not None else args.get("inputs_embeds")
+        past_len, _ = cache_length(self.config, past, None if ref is None else ref.shape[0])
         prep = _prepare_call(self.config, self.head, dtype=self.dtype, training=self.training, labels=labels,
-                            past_len=0 if past is None else int(past[0][0].shape[2]), **args)  # fmt: skip
+                            past_len=past_len, **args)  # fmt: skip
         body = BigBirdBody.forward(self.body, prep, past)
         logits, nsp = self._head(prep, body)
         return finish_call(prep, body, logits, nsp)
@@ -247,7 +250,8 @@ class BigBirdModel(BigBirdPreTrainedModel, BigBirdBody):
         self._init_body(self.config, self.add_pooling_layer)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
+                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                 plan=None):  # fmt: skip
         return self._forward(locals())
 
@@ -340,8 +344,9 @@ class BigBirdForCausalLM(_WithBody):
         self.cls = BigBirdOnlyMLMHead(self.config, self.bert.embeddings.word_embeddings)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, past_key_values=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, plan=None):  # fmt: skip
+                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
+                labels=None, use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                plan=None):  # fmt: skip
         return self._forward(locals())
 
     def _head(self, prep, body):

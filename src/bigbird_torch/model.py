@@ -128,15 +128,36 @@ class BigBirdLayer(nn.Module):
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__()
         self.attention = BigBirdAttention(config)
+        if config.add_cross_attention:  # decoders: attention to the encoder's hidden states
+            self.crossattention = BigBirdAttention(config)
         self.intermediate = BigBirdIntermediate(config)
         self.output = BigBirdResidualOutput(config, config.intermediate_size)
 
+    def cross(self, x, ctx: dict[str, Any], layer: int, past=None):
+        """Cross-attention of ``x`` over the encoder's hidden states (keys and values from ``past[2:]`` when the
+        cache holds them): the new ``x``, the probabilities and the cross keys and values."""
+        sa = self.crossattention.self
+        q = sa._split(sa.query(x))
+        if past is not None and len(past) == 4:
+            k, v = past[2], past[3]
+        else:
+            enc = ctx["encoder_hidden_states"]
+            k, v = sa._split(sa.key(enc)), sa._split(sa.value(enc))
+        out, probs = full_attention(q, k, v, ctx["cross_mask"], ctx["head_masks"][layer], sa.dropout)
+        b, _, seq, _ = out.shape
+        return self.crossattention.output(out.transpose(1, 2).reshape(b, seq, -1), x), probs, (k, v)
+
     def forward(self, x, ctx: dict[str, Any], layer: int, past=None):
+        """One layer: ``(x, self-attention probabilities, cache entry, cross-attention probabilities)``."""
         compiled = ctx.get("compiled")
-        if compiled is None:
+        if compiled is None or ctx["encoder_hidden_states"] is not None:
             attn, probs, present = self.attention.self(x, ctx, layer, past)
             x = self.attention.output(attn, x)
-            return self.output(self.intermediate(x), x), probs, present
+            cross_probs = None
+            if ctx["encoder_hidden_states"] is not None:
+                x, cross_probs, cross_kv = self.cross(x, ctx, layer, past)
+                present = None if present is None else present + cross_kv
+            return self.output(self.intermediate(x), x), probs, present, cross_probs
         sa, ao, out = self.attention.self, self.attention.output, self.output
         q, k, v = compiled.project(x, sa.query.weight, sa.query.bias, sa.key.weight, sa.key.bias,
                                    sa.value.weight, sa.value.bias, sa.heads)  # fmt: skip
@@ -146,7 +167,7 @@ class BigBirdLayer(nn.Module):
             self.intermediate.dense.weight, self.intermediate.dense.bias, out.dense.weight, out.dense.bias,
             out.LayerNorm.weight, out.LayerNorm.bias, ao.dropout.p if self.training else 0.0,
         )  # fmt: skip
-        return x, probs, present
+        return x, probs, present, None
 
 
 def _project(x, wq, bq, wk, bk, wv, bv, heads: int):
@@ -196,22 +217,23 @@ class BigBirdEncoder(nn.Module):
         self.checkpoint_kwargs: dict[str, Any] = {"use_reentrant": False}
 
     def forward(self, x, ctx: dict[str, Any], past_key_values=None):
-        hidden, attentions, presents = [], [], []
+        hidden, attentions, presents, crosses = [], [], [], []
         for i, layer in enumerate(self.layer):
             if ctx["output_hidden_states"]:
                 hidden.append(x)
             past = None if past_key_values is None else past_key_values[i]
             if self.gradient_checkpointing and self.training:
-                x, probs, present = checkpoint(layer, x, ctx, i, past, **self.checkpoint_kwargs)
+                x, probs, present, cross = checkpoint(layer, x, ctx, i, past, **self.checkpoint_kwargs)
             else:
-                x, probs, present = layer(x, ctx, i, past)
+                x, probs, present, cross = layer(x, ctx, i, past)
             if ctx["output_attentions"]:
                 attentions.append(probs)
+                crosses.append(cross)
             if ctx["use_cache"]:
                 presents.append(present)
         if ctx["output_hidden_states"]:
             hidden.append(x)
-        return x, hidden, attentions, presents
+        return x, hidden, attentions, presents, crosses
 
 
 class BigBirdBody(nn.Module):
@@ -247,16 +269,20 @@ class BigBirdBody(nn.Module):
             output_attentions=prep.output_attentions, output_hidden_states=prep.output_hidden_states,
             use_cache=prep.use_cache, mask=prep.attention_mask, additive_mask=prep.additive_mask,
             layout=None if prep.layout is None else layout_tensors(prep.layout, device),
-            kernel=self.block_sparse_kernel, sequence=sequence,
+            kernel=self.block_sparse_kernel, sequence=sequence, cross_mask=prep.cross_mask,
+            encoder_hidden_states=None if prep.encoder_hidden_states is None else prep.encoder_hidden_states.to(
+                self.embeddings.LayerNorm.weight.dtype),
             compiled=None if self.compiled_layers == "off" else compiled_layers(
                 self.compiled_layers, self.config.hidden_act, self.config.layer_norm_eps),
             head_masks=[None if prep.head_mask is None else prep.head_mask[i][None, :, None, None]
                         for i in range(self.config.num_hidden_layers)],
         )  # fmt: skip
         x = self.embeddings(prep.input_ids, prep.token_type_ids, prep.position_ids, embeds)
-        x, hidden, attentions, presents = self.encoder(x, ctx, past_key_values)
+        x, hidden, attentions, presents, crosses = self.encoder(x, ctx, past_key_values)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
+        with_cross = prep.output_attentions and prep.encoder_hidden_states is not None
         return dict(sequence_output=x, pooled=pooled,
                     hidden_states=tuple(hidden) if prep.output_hidden_states else None,
                     attentions=tuple(attentions) if prep.output_attentions else None,
+                    cross_attentions=tuple(crosses) if with_cross else None,
                     past_key_values=tuple(presents) if prep.use_cache else None)  # fmt: skip

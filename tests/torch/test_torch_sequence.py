@@ -29,7 +29,7 @@ import os, sys
 import torch
 import torch.distributed as dist
 sys.path.insert(0, sys.argv[2])
-from test_sequence_parallel import CFG, attention_inputs, model_inputs, plan_layout
+from test_torch_sequence import CFG, attention_inputs, model_inputs, plan_layout
 import bigbird_torch as bt
 from bigbird_core import InputError
 from bigbird_torch.sequence import sequence_parallel_attention, sequence_parallel_forward, sequence_shards

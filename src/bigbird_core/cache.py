@@ -1,0 +1,104 @@
+"""The key/value cache of decoders, one layout for every backend.
+
+Growing cache (NumPy and torch, transformers' legacy tuples): one tuple per layer,
+``(self_key, self_value)`` or, with cross-attention, ``(self_key, self_value, cross_key, cross_value)``:
+self keys and values ``(batch, heads, past_len, head_dim)`` of every token decoded so far, cross keys and values
+``(batch, heads, encoder_len, head_dim)`` computed once from the encoder's hidden states.
+
+Fixed-size cache (Flax, transformers' 4.x Flax semantics, so a jitted decoding step has static shapes): the
+``"cache"`` collection holds per self-attention module ``cached_key`` and ``cached_value``
+``(batch, max_length, heads, head_dim)`` and ``cache_index`` (tokens written so far), and per cross-attention
+module ``cached_key`` / ``cached_value`` ``(batch, encoder_len, heads, head_dim)``, written on the first step.
+The attention mask of a cached call covers all ``max_length`` positions (``(batch, max_length)``); the causal
+part comes from the index (:func:`fixed_cache_mask`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .arrays import device, namespace
+from .config import BigBirdConfig
+from .errors import InputError, fail
+
+
+def _describe_layer(entry: Any) -> str:
+    if not isinstance(entry, (tuple, list)):
+        return type(entry).__name__
+    return f"a tuple of {len(entry)}"
+
+
+def cache_length(config: BigBirdConfig, past_key_values: Any, batch: int | None = None) -> tuple[int, bool]:
+    """Validate a growing cache; returns ``(past_len, holds_cross)`` (``(0, False)`` for None).
+
+    Raises:
+        InputError naming ``past_key_values``: a cache for a model that is not a decoder, the wrong number of
+        layers, entries that are not 2 (or, with cross-attention, 4) arrays, or arrays of the wrong shape.
+    """
+    if past_key_values is None:
+        return 0, False
+    if not config.is_decoder:
+        raise fail(InputError, "past_key_values", "None unless config.is_decoder is True", "a cache")
+    layers, heads, d = config.num_hidden_layers, config.num_attention_heads, config.head_dim
+    sizes = (2, 4) if config.add_cross_attention else (2,)
+    if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != layers:
+        shown = f"{len(past_key_values)} layers" if isinstance(past_key_values, (tuple, list)) else past_key_values
+        raise fail(InputError, "past_key_values", f"a tuple of {layers} layers (one per layer)", shown)
+    first = past_key_values[0]
+    kinds = " or ".join(str(s) for s in sizes)
+    past_len = None
+    for i, entry in enumerate(past_key_values):
+        if not isinstance(entry, (tuple, list)) or len(entry) not in sizes or len(entry) != len(first):
+            raise fail(InputError, f"past_key_values[{i}]", f"a tuple of {kinds} arrays (keys and values)",
+                       _describe_layer(entry))  # fmt: skip
+        for j, x in enumerate(entry):
+            shape = tuple(getattr(x, "shape", ()))
+            cross = j >= 2
+            ok = len(shape) == 4 and shape[1] == heads and shape[3] == d and (batch is None or shape[0] == batch)
+            if ok and not cross:
+                past_len = shape[2] if past_len is None else past_len
+                ok = shape[2] == past_len
+            if not ok:
+                what = "cross" if cross else "self"
+                length = "encoder_len" if cross else ("past_len" if past_len is None else str(past_len))
+                b = "batch" if batch is None else str(batch)
+                raise fail(InputError, f"past_key_values[{i}][{j}]", f"{what}-attention keys/values of shape "
+                           f"({b}, {heads}, {length}, {d})", x)  # fmt: skip
+    return int(past_len), len(first) == 4
+
+
+def fixed_cache_mask(config: BigBirdConfig, mask: Any, index: Any, q_len: int) -> Any:
+    """The additive mask of a call on a fixed-size cache: ``(batch, 1, q_len, max_length)``.
+
+    Query ``t`` (at position ``index + t``) sees the positions ``<= index + t`` that ``mask`` keeps; ``index``
+    may be traced (inside ``jax.jit``).
+    """
+    xp = namespace(mask)
+    max_len, dev = mask.shape[1], device(mask)
+    rows = xp.arange(q_len, device=dev)[:, None] + index  # (Q, 1)
+    causal = xp.arange(max_len, device=dev)[None, :] <= rows  # (Q, K)
+    keep = mask[:, None, None, :] * xp.astype(causal, mask.dtype)[None, None]
+    return (1.0 - keep) * xp.finfo(mask.dtype).min
+
+
+def check_fixed_cache(config: BigBirdConfig, max_length: int, batch_size: int) -> None:
+    """The arguments of ``init_cache``: a positive batch and a length within ``max_position_embeddings``."""
+    if not config.is_decoder:
+        raise fail(InputError, "init_cache", "a decoder (config.is_decoder is True)", "config.is_decoder False")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise fail(InputError, "batch_size", "a positive integer", repr(batch_size))
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= (
+        config.max_position_embeddings
+    ):
+        raise fail(InputError, "max_length", f"an integer in [1, max_position_embeddings = "
+                   f"{config.max_position_embeddings}]", repr(max_length))  # fmt: skip
+
+
+CACHE_HEADS = ("BigBirdModel", "BigBirdForCausalLM")  # the heads that decode (transformers' decoders)
+
+
+def check_cache_head(head: str) -> None:
+    """Only ``BigBirdModel`` and ``BigBirdForCausalLM`` decode with a cache."""
+    if head not in CACHE_HEADS:
+        raise fail(InputError, "past_key_values", f"None for {head} (only {' and '.join(CACHE_HEADS)} decode with a "
+                   "cache)", "a cache")  # fmt: skip
