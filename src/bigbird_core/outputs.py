@@ -100,6 +100,11 @@ class CausalLMOutputWithCrossAttentions(ModelOutput):
 
 
 @dataclass
+class FlaxGenerateOutput(ModelOutput):
+    sequences: Any = None  # (batch, max_length): prompt and generated tokens, padded after the end
+
+
+@dataclass
 class SequenceClassifierOutput(ModelOutput):
     loss: Any = None
     logits: Any = None  # (batch, num_labels)

@@ -25,12 +25,15 @@ from bigbird_core.cache import check_cache_head, check_fixed_cache
 from bigbird_core.checkpoint import FLAX_MSGPACK, write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
+from bigbird_core.generation import generation, positions_from_mask
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
+from bigbird_core.outputs import FlaxGenerateOutput
 from bigbird_core.recipe import PreparedCall, finish_call
 from bigbird_core.validate import check_cross_inputs, check_inputs, check_labels, model_config
 from bigbird_core.weights import LoadReport, default_pooler, init_params, mesh_axes, param_specs, to_flax_tree
 
 from .convert import from_numpy, to_numpy
+from .generation import generate as decode
 from .model import ACTIVATIONS, FlaxBigBirdModule, dense, layer_norm, prepare
 
 JIT_CACHE_SIZE = 32  # jitted applies kept per process (one per module description)
@@ -547,10 +550,54 @@ class FlaxBigBirdForMaskedLM(FlaxBigBirdPreTrainedModel):
 
 
 class FlaxBigBirdForCausalLM(FlaxBigBirdPreTrainedModel):
-    """transformers 4.x ``FlaxBigBirdForCausalLM``."""
+    """transformers 4.x ``FlaxBigBirdForCausalLM``, with the fixed-size cache (:meth:`init_cache`) and a jitted
+    :meth:`generate`; with ``config.add_cross_attention`` every layer also attends to ``encoder_hidden_states``."""
 
     head = "BigBirdForCausalLM"
     module_class = FlaxBigBirdForCausalLMModule
+
+    def prepare_inputs_for_generation(self, input_ids, max_length: int, attention_mask=None) -> dict:
+        """transformers' Flax step 0: an empty cache of ``max_length``, the mask of every position it will hold,
+        the prompt's positions (a left-padded prompt's follow its mask)."""
+        batch, length = input_ids.shape
+        mask = jnp.ones((batch, length), jnp.int32) if attention_mask is None else jnp.asarray(attention_mask)
+        full = jnp.ones((batch, max_length), jnp.int32).at[:, :length].set(mask.astype(jnp.int32))
+        return {"past_key_values": self.init_cache(batch, max_length), "attention_mask": full,
+                "position_ids": positions_from_mask(mask)}  # fmt: skip
+
+    def update_inputs_for_generation(self, model_outputs, model_kwargs: dict) -> dict:
+        """The next step's inputs: the new cache, the next position."""
+        model_kwargs["past_key_values"] = model_outputs.past_key_values
+        model_kwargs["position_ids"] = model_kwargs["position_ids"][:, -1:] + 1
+        return model_kwargs
+
+    def generate(self, input_ids, attention_mask=None, *, max_length: int | None = None,
+                 max_new_tokens: int | None = None, eos_token_id: Any = None, pad_token_id: int | None = None,
+                 do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
+                 num_beams: int = 1, length_penalty: float = 1.0, early_stopping: bool | str = False,
+                 encoder_hidden_states=None, encoder_attention_mask=None, prng_key: jax.Array | None = None,
+                 params: dict | None = None) -> FlaxGenerateOutput:  # fmt: skip
+        """Decode from ``input_ids`` in one jitted ``lax.while_loop`` over the fixed-size cache, with transformers'
+        ``generate`` rules and defaults (greedy, sampling with ``temperature`` / ``top_k`` / ``top_p`` and
+        ``prng_key``, beam search with ``num_beams`` / ``length_penalty`` / ``early_stopping``; ``max_length`` 20
+        tokens in all by default, or ``max_new_tokens``). Greedy and beam search give the torch backend's tokens.
+
+        Returns:
+            ``FlaxGenerateOutput`` whose ``sequences`` ``(batch, max_length)`` hold the prompt and the generated
+            tokens, finished sequences filled with ``pad_token_id`` (static shapes, as transformers' Flax).
+        """
+        ids = _as_array(input_ids)
+        mask = _as_array(attention_mask)
+        shapes = check_inputs(self.config, self.head, input_ids=ids, attention_mask=mask)
+        check_cross_inputs(self.config, shapes.batch, _as_array(encoder_hidden_states),
+                           _as_array(encoder_attention_mask))  # fmt: skip
+        g = generation(self.config, int(ids.shape[1]), max_length=max_length, max_new_tokens=max_new_tokens,
+                       eos_token_id=eos_token_id, pad_token_id=pad_token_id, do_sample=do_sample,
+                       temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                       length_penalty=length_penalty, early_stopping=early_stopping)  # fmt: skip
+        sequences = decode(self, ids, mask, g, params=params, encoder_hidden_states=encoder_hidden_states,
+                           encoder_attention_mask=encoder_attention_mask, prng_key=prng_key)  # fmt: skip
+        return FlaxGenerateOutput(sequences=sequences)
 
 
 class FlaxBigBirdForSequenceClassification(FlaxBigBirdPreTrainedModel):

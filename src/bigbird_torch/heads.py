@@ -19,6 +19,7 @@ from bigbird_core.cache import cache_length
 from bigbird_core.checkpoint import write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
+from bigbird_core.generation import generation
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.recipe import PreparedCall, finish_call, prepare_call
 from bigbird_core.validate import LABEL_ARGS, model_config
@@ -27,6 +28,8 @@ from torch import nn
 
 from .attention import check_kernel
 from .convert import to_numpy
+from .generation import generate as decode
+from .generation import seeded_generator
 from .model import ACTIVATIONS, COMPILE_MODES, BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput
 
 # the core's recipe runs outside torch.compile graphs (NumPy planning; eager, as the decorator's graph break);
@@ -336,7 +339,8 @@ class BigBirdForMaskedLM(_WithBody):
 
 class BigBirdForCausalLM(_WithBody):
     """Causal LM. With ``config.is_decoder`` the attention is causal full attention, with a key/value cache
-    (``use_cache``/``past_key_values``) for incremental decoding and a greedy :meth:`generate`."""
+    (``use_cache``/``past_key_values``, ``bigbird_core.cache``) for incremental decoding and :meth:`generate`;
+    with ``config.add_cross_attention`` every layer also attends to ``encoder_hidden_states``."""
 
     head = "BigBirdForCausalLM"
 
@@ -352,33 +356,31 @@ class BigBirdForCausalLM(_WithBody):
     def _head(self, prep, body):
         return self.cls.predictions(prep.cut(body["sequence_output"])), None
 
-    @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, max_new_tokens: int = 20, eos_token_id: int | None = None,
-                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """Greedy decoding with the key/value cache; returns prompt + new tokens ``(batch, len)``."""
-        if not self.config.is_decoder:
-            raise fail(InputError, "config.is_decoder", "True for generation", False)
-        if max_new_tokens < 1:
-            raise fail(InputError, "max_new_tokens", "a positive integer", max_new_tokens)
-        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        out = self(input_ids=input_ids, attention_mask=mask, use_cache=True)
-        tokens, done = input_ids, torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for _ in range(max_new_tokens):
-            nxt = out.logits[:, -1].argmax(-1)  # (batch,)
-            nxt = torch.where(done, torch.full_like(nxt, self.config.pad_token_id), nxt)
-            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-            done = done | (nxt == eos)
-            if bool(done.all()) or tokens.shape[1] >= self.config.max_position_embeddings:
-                break
-            mask = torch.cat([mask, torch.ones_like(nxt[:, None])], dim=1)
-            out = self(
-                input_ids=nxt[:, None],
-                attention_mask=mask,
-                past_key_values=out.past_key_values,
-                use_cache=True,
-            )
-        return tokens
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                 max_length: int | None = None, max_new_tokens: int | None = None, eos_token_id: Any = None,
+                 pad_token_id: int | None = None, do_sample: bool = False, temperature: float = 1.0, top_k: int = 50,
+                 top_p: float = 1.0, num_beams: int = 1, length_penalty: float = 1.0,
+                 early_stopping: bool | str = False, encoder_hidden_states: torch.Tensor | None = None,
+                 encoder_attention_mask: torch.Tensor | None = None, seed: int | None = None,
+                 generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:  # fmt: skip
+        """Decode from ``input_ids`` with transformers' ``generate`` rules and defaults: greedy, sampling
+        (``do_sample`` with ``temperature``, ``top_k``, ``top_p``; ``seed`` or ``generator`` for reproducible draws)
+        or beam search (``num_beams``, ``length_penalty``, ``early_stopping``), until ``max_length`` tokens in all
+        (20 by default) or ``max_new_tokens`` new ones, or every sequence has ended (``eos_token_id``; finished
+        sequences are filled with ``pad_token_id``). A left-padded prompt's positions follow its mask. With
+        cross-attention, ``encoder_hidden_states`` / ``encoder_attention_mask`` are the encoder's.
+
+        Returns:
+            ``(batch, length)``: the prompt and the generated tokens.
+        """
+        g = generation(self.config, int(input_ids.shape[-1]), max_length=max_length, max_new_tokens=max_new_tokens,
+                       eos_token_id=eos_token_id, pad_token_id=pad_token_id, do_sample=do_sample,
+                       temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                       length_penalty=length_penalty, early_stopping=early_stopping)  # fmt: skip
+        if generator is None:
+            generator = seeded_generator(seed, input_ids.device)
+        return decode(self, input_ids, attention_mask, g, encoder_hidden_states=encoder_hidden_states,
+                      encoder_attention_mask=encoder_attention_mask, generator=generator, use_cache=use_cache)
 
 
 class BigBirdClassificationHead(nn.Module):

@@ -135,7 +135,7 @@ def test_kv_cache_matches_full_forward_and_generate_is_greedy():
             cached.append(step.logits)
             past = step.past_key_values
     assert_close(torch.cat(cached, dim=1), full)
-    out = model.generate(ids[:, :5], max_new_tokens=6, eos_token_id=-1)
+    out = model.generate(ids[:, :5], max_new_tokens=6, eos_token_id=[])  # no end token: six new tokens
     assert out.shape == (2, 11)
     with torch.no_grad():
         for t in range(5, 11):
