@@ -4,6 +4,7 @@ Importing this package never imports torch or jax.
 """
 
 from .config import BigBirdConfig
+from .encoder_decoder import EncoderDecoderConfig
 from .errors import BigBirdError, CheckpointError, ConfigError, InputError
 from .heads import (
     MODEL_CLASSES,
@@ -43,4 +44,5 @@ __all__ = [
     "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "CallPlan", "plan_call", "BlockLayout",
     "block_layout", "dense_mask", "make_plan", "transformers_plan", "google_plan", "seeded_plan", "HEADS",
     "TOLERANCES", "assert_close", "compare", "asarray", "NAME", "runner", "PreparedCall", "prepare_call", "finish_call",
+    "EncoderDecoderConfig",
 ]  # fmt: skip

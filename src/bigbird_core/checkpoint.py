@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -178,7 +178,7 @@ def is_weight_file(name: str) -> bool:
     return name == CONFIG or _WEIGHT_NAME.fullmatch(name) is not None
 
 
-def write_checkpoint(directory: str, config: BigBirdConfig, state: dict[str, np.ndarray], architecture: str,
+def write_checkpoint(directory: str, config: Any, state: dict[str, np.ndarray], architecture: str,
                      fmt: str = "safetensors", max_shard_bytes: int | None = None) -> None:  # fmt: skip
     """Write ``config.json`` and the weights as one atomic step: a reader, or a crash at any instant, sees
     the old checkpoint or the new one, never a mix. Every weight file of the old checkpoint (all formats,
@@ -198,7 +198,7 @@ def write_checkpoint(directory: str, config: BigBirdConfig, state: dict[str, np.
                 or str(np.asarray(v).dtype) == "bfloat16"]  # fmt: skip
     if floating:
         data["dtype"] = max(set(floating), key=floating.count)  # the parameters' dtype, as transformers writes it
-    cfg = BigBirdConfig.from_dict(data)
+    cfg = type(config).from_dict(data)  # a BigBirdConfig, or an encoder-decoder pair's config
     target = os.path.realpath(os.fspath(directory))  # a symlinked destination is written where it points
     if os.path.exists(target) and not os.path.isdir(target):
         raise CheckpointError(f"{directory}: exists and is not a directory")

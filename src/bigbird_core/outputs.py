@@ -100,6 +100,19 @@ class CausalLMOutputWithCrossAttentions(ModelOutput):
 
 
 @dataclass
+class Seq2SeqLMOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None  # (batch, decoder seq, vocab)
+    past_key_values: Any = None  # the decoder's cache (see bigbird_core.cache)
+    decoder_hidden_states: Any = None
+    decoder_attentions: Any = None
+    cross_attentions: Any = None
+    encoder_last_hidden_state: Any = None  # (batch, seq, encoder hidden)
+    encoder_hidden_states: Any = None
+    encoder_attentions: Any = None
+
+
+@dataclass
 class FlaxGenerateOutput(ModelOutput):
     sequences: Any = None  # (batch, max_length): prompt and generated tokens, padded after the end
 

@@ -1,9 +1,11 @@
 """bigbird_torch: BigBird in PyTorch with the transformers API, executing the plans of ``bigbird_core``."""
 
 from bigbird_core import BigBirdConfig
+from bigbird_core.encoder_decoder import EncoderDecoderConfig
 from bigbird_core.errors import BigBirdError, CheckpointError, ConfigError, InputError
 
 from . import convert, pytrees  # noqa: F401  (registers pytorch_model.bin and the output pytrees)
+from .encoder_decoder import BigBirdEncoderDecoderModel
 from .heads import (
     MODEL_CLASSES,
     BigBirdForCausalLM,
@@ -25,5 +27,6 @@ __all__ = [
     "BigBirdConfig", "BigBirdError", "CheckpointError", "ConfigError", "InputError", "MODEL_CLASSES", "NAME",
     "BigBirdModel", "BigBirdForPreTraining", "BigBirdForMaskedLM", "BigBirdForCausalLM",
     "BigBirdForSequenceClassification", "BigBirdForMultipleChoice", "BigBirdForTokenClassification",
-    "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "asarray", "runner",
+    "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "asarray", "runner", "BigBirdEncoderDecoderModel",
+    "EncoderDecoderConfig",
 ]  # fmt: skip
