@@ -12,9 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigbird_core import BigBirdConfig
+from bigbird_core.encoder_decoder import EncoderDecoderConfig
 from bigbird_core.errors import BigBirdError, CheckpointError, ConfigError, InputError
 
 from . import convert, pytrees  # noqa: F401  (registers flax_model.msgpack and the output pytrees)
+from .encoder_decoder import FlaxBigBirdEncoderDecoderModel
 from .heads import (
     MODEL_CLASSES,
     FlaxBigBirdForCausalLM,
@@ -85,5 +87,5 @@ __all__ = [
     "FlaxBigBirdModule", "FlaxBigBirdForPreTrainingModule", "FlaxBigBirdForMaskedLMModule",
     "FlaxBigBirdForCausalLMModule", "FlaxBigBirdForSequenceClassificationModule",
     "FlaxBigBirdForMultipleChoiceModule", "FlaxBigBirdForTokenClassificationModule",
-    "FlaxBigBirdForQuestionAnsweringModule", "draw_plan",
+    "FlaxBigBirdForQuestionAnsweringModule", "draw_plan", "FlaxBigBirdEncoderDecoderModel", "EncoderDecoderConfig",
 ]  # fmt: skip
