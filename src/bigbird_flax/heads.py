@@ -61,7 +61,10 @@ class FlaxBigBirdLMPredictionHead(nn.Module):
         c = self.config
         h = _Transform(c, self.dtype, name="transform")(x)
         if c.tie_word_embeddings:
-            logits = h @ word_embeddings.astype(self.dtype).T  # (batch, seq, vocab)
+            # contract with the table's width axis as it lies: ``h @ table.T`` made XLA (CPU) copy the whole
+            # transposed table on every call (155 MB at base width: most of a decoding step)
+            table = word_embeddings.astype(self.dtype)
+            logits = jax.lax.dot_general(h, table, (((h.ndim - 1,), (1,)), ((), ())))  # (batch, seq, vocab)
         else:
             logits = dense(c, c.vocab_size, "decoder", self.dtype, use_bias=False)(h)
         bias = self.param("bias", nn.initializers.zeros, (c.vocab_size,))
@@ -242,8 +245,9 @@ def _cache_room(config: BigBirdConfig, head: str, cache: Any, batch: int, seq: i
     check_cache_head(head)
     if not config.is_decoder:
         raise fail(InputError, "past_key_values", "None unless config.is_decoder is True", "a cache")
+    names = lambda path: [getattr(p, "key", None) for p in path]  # noqa: E731
     keys = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(cache)
-            if getattr(path[-1], "key", None) == "cached_key"]  # fmt: skip
+            if names(path)[-1] == "cached_key" and "crossattention" not in names(path)]  # self-attention's  # fmt: skip
     indices = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(cache)
                if getattr(path[-1], "key", None) == "cache_index"]  # fmt: skip
     heads, d = config.num_attention_heads, config.head_dim

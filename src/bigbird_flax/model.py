@@ -152,7 +152,17 @@ class FlaxBigBirdCrossSelfAttention(nn.Module):
             return t.reshape(t.shape[0], t.shape[1], c.num_attention_heads, c.head_dim).transpose(0, 2, 1, 3)
 
         q = split(dense(c, c.hidden_size, "query", self.dtype, c.use_bias)(x))  # (B, H, L, d)
-        k, v = (split(dense(c, c.hidden_size, name, self.dtype, c.use_bias)(enc)) for name in ("key", "value"))
+        project = lambda name: split(dense(c, c.hidden_size, name, self.dtype, c.use_bias)(enc))  # noqa: E731
+        if self.is_mutable_collection("cache") and not self.is_initializing():
+            # decoding on a cache: the encoder's keys and values are computed on the first step and kept
+            # (bigbird_core.cache); later steps read them (the encoder states must stay the same)
+            if not self.has_variable("cache", "cached_key"):
+                k, v = project("key"), project("value")
+            ck = self.variable("cache", "cached_key", lambda: k.transpose(0, 2, 1, 3))  # (B, Le, H, d)
+            cv = self.variable("cache", "cached_value", lambda: v.transpose(0, 2, 1, 3))
+            k, v = ck.value.transpose(0, 2, 1, 3), cv.value.transpose(0, 2, 1, 3)
+        else:
+            k, v = project("key"), project("value")
         drop = nn.Dropout(c.attention_probs_dropout_prob)
         out, probs = full_attention(q, k, v, ctx["cross_mask"], head_mask,
                                     lambda p: drop(p, deterministic=deterministic))  # fmt: skip
