@@ -223,3 +223,20 @@ def test_encoder_decoder_config_rules():
     model = bt.BigBirdEncoderDecoderModel(pair, seed=0)
     assert model.enc_to_dec_proj is None and "decoder.bert.encoder.layer.0.crossattention.self.query.weight" in (
         model.state_dict())  # fmt: skip
+
+
+def test_flax_generation_helpers_drive_a_manual_loop(decoder):
+    """transformers' Flax protocol: prepare_inputs_for_generation, then calls on the cache with
+    update_inputs_for_generation between them, decode what generate decodes."""
+    _, directory, _ = decoder
+    ids, mask = prompt()
+    model = bf.FlaxBigBirdForCausalLM.from_pretrained(directory)
+    kwargs = model.prepare_inputs_for_generation(ids, 14, attention_mask=mask)
+    tokens, step = ids, ids
+    for _ in range(14 - ids.shape[1]):
+        out = model(step, **kwargs)
+        step = np.asarray(out.logits[:, -1].argmax(-1))[:, None]
+        tokens = np.concatenate([tokens, step], axis=1)
+        kwargs = model.update_inputs_for_generation(out, kwargs)
+    expected = model.generate(ids, attention_mask=mask, max_length=14, eos_token_id=[]).sequences
+    assert np.array_equal(tokens, np.asarray(expected))

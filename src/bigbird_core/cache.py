@@ -67,7 +67,7 @@ def cache_length(config: BigBirdConfig, past_key_values: Any, batch: int | None 
     return int(past_len), len(first) == 4
 
 
-def fixed_cache_mask(config: BigBirdConfig, mask: Any, index: Any, q_len: int) -> Any:
+def fixed_cache_mask(mask: Any, index: Any, q_len: int) -> Any:
     """The additive mask of a call on a fixed-size cache: ``(batch, 1, q_len, max_length)``.
 
     Query ``t`` (at position ``index + t``) sees the positions ``<= index + t`` that ``mask`` keeps; ``index``

@@ -283,9 +283,9 @@ def beam_continues(state: dict[str, Any], g: Generation) -> Any:
     return improvement & open_beam & continuations
 
 
-def beam_result(state: dict[str, Any], g: Generation) -> tuple[Any, int | None]:
-    """The best beam of every example ``(B, T)`` and, when the values can be read, the length transformers cuts
-    the output to (prompt + the longest generated part)."""
+def beam_result(state: dict[str, Any], g: Generation) -> tuple[Any, Any]:
+    """The best beam of every example ``(B, T)`` and its generated tokens' count ``(B,)`` (transformers cuts the
+    output after the prompt and the longest of them)."""
     xp = namespace(state["scores"])
     best = state["sequences"][:, 0]
     generated = xp.sum(xp.astype(state["beams"][:, 0] >= 0, xp.int32), axis=-1)

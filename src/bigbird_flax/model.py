@@ -134,7 +134,7 @@ class FlaxBigBirdSelfAttention(nn.Module):
                                                           (0, start, 0, 0))  # fmt: skip
         index.value = start + seq
         return (cached_key.value.transpose(0, 2, 1, 3), cached_value.value.transpose(0, 2, 1, 3),
-                fixed_cache_mask(self.config, mask, start, seq))  # fmt: skip
+                fixed_cache_mask(mask, start, seq))  # fmt: skip
 
 
 class FlaxBigBirdCrossSelfAttention(nn.Module):
