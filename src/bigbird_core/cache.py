@@ -81,6 +81,14 @@ def fixed_cache_mask(mask: Any, index: Any, q_len: int) -> Any:
     return (1.0 - keep) * xp.finfo(mask.dtype).min
 
 
+def cache_mask(mask: Any, max_length: int) -> Any:
+    """The attention mask of every position a fixed-size cache will hold when decoding from a prompt whose mask is
+    ``mask`` ``(batch, P)``: the prompt's, then ones for the tokens to come ``(batch, max_length)``."""
+    xp = namespace(mask)
+    rest = xp.ones((mask.shape[0], max_length - mask.shape[1]), dtype=mask.dtype, device=device(mask))
+    return xp.concat([mask, rest], axis=1)
+
+
 def check_fixed_cache(config: BigBirdConfig, max_length: int, batch_size: int) -> None:
     """The arguments of ``init_cache``: a positive batch and a length within ``max_position_embeddings``."""
     if not config.is_decoder:

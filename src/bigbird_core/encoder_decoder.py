@@ -188,10 +188,15 @@ def generation_tokens(config: EncoderDecoderConfig) -> dict[str, Any]:
     return {"eos_token_id": eos, "pad_token_id": pad, "start": config.start_token}
 
 
-def decoder_inputs_from_labels(labels: Any, config: EncoderDecoderConfig) -> tuple[Any, Any]:
-    """The decoder inputs of ``labels`` ``(batch, seq)`` and their mask (transformers' ``EncoderDecoderModel``):
-    the start token, then the labels but the last, ignored labels (-100) as padding; the mask is 0 where the
+def decoder_inputs(config: EncoderDecoderConfig, labels: Any, decoder_input_ids: Any,
+                   decoder_attention_mask: Any) -> tuple[Any, Any]:  # fmt: skip
+    """The decoder's inputs and mask of a forward call (transformers' ``EncoderDecoderModel``): as given, or from
+    ``labels``: the start token, then the labels but the last, ignored labels (-100) as padding, masked where the
     input is the padding id."""
+    if decoder_input_ids is not None or labels is None:
+        if decoder_input_ids is None:
+            raise fail(InputError, "decoder_input_ids", "the decoder's input ids (or labels)", None)
+        return decoder_input_ids, decoder_attention_mask
     from .arrays import namespace
 
     xp = namespace(labels)
@@ -199,4 +204,11 @@ def decoder_inputs_from_labels(labels: Any, config: EncoderDecoderConfig) -> tup
     start = xp.full_like(labels[:, :1], config.start_token)
     shifted = xp.concat([start, labels[:, :-1]], axis=1)
     ids = xp.where(shifted == -100, xp.full_like(shifted, pad), shifted)
-    return ids, xp.astype(ids != pad, labels.dtype)
+    mask = xp.astype(ids != pad, labels.dtype) if decoder_attention_mask is None else decoder_attention_mask
+    return ids, mask
+
+
+def generate_defaults(config: EncoderDecoderConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``generate``'s keywords with the pair's end and padding ids where the caller gave none."""
+    tokens = generation_tokens(config)
+    return {**kwargs, **{name: tokens[name] for name in ("eos_token_id", "pad_token_id") if kwargs.get(name) is None}}

@@ -15,8 +15,8 @@ from bigbird_core.checkpoint import FLAX_MSGPACK, write_checkpoint
 from bigbird_core.encoder_decoder import (
     PROJECTION,
     EncoderDecoderConfig,
-    decoder_inputs_from_labels,
-    generation_tokens,
+    decoder_inputs,
+    generate_defaults,
     init_encoder_decoder,
     load_encoder_decoder,
     split_state,
@@ -125,11 +125,8 @@ class FlaxBigBirdEncoderDecoderModel:
         flags = dict(output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         if encoder_outputs is None:
             encoder_outputs = self.encode(input_ids, attention_mask, params, train, dropout_rng=dropout_rng, **flags)
-        if decoder_input_ids is None and labels is not None:
-            decoder_input_ids, from_labels = decoder_inputs_from_labels(jnp.asarray(labels), self.config)
-            decoder_attention_mask = from_labels if decoder_attention_mask is None else decoder_attention_mask
-        if decoder_input_ids is None:
-            raise fail(InputError, "decoder_input_ids", "the decoder's input ids (or labels)", None)
+        decoder_input_ids, decoder_attention_mask = decoder_inputs(
+            self.config, None if labels is None else jnp.asarray(labels), decoder_input_ids, decoder_attention_mask)  # fmt: skip
         out = self.decode(decoder_input_ids, encoder_outputs, attention_mask, decoder_attention_mask,
                           decoder_position_ids, params=params, train=train, dropout_rng=dropout_rng, **flags)  # fmt: skip
         loss = None if labels is None else cross_entropy(out.logits.astype(jnp.float32), jnp.asarray(labels))
@@ -144,12 +141,9 @@ class FlaxBigBirdEncoderDecoderModel:
         """Encode once, then decode from the start token with the decoder's jitted :meth:`generate` (every
         argument of it; the pair's ``eos_token_id`` / ``pad_token_id`` by default)."""
         params = params or self.params
-        tokens = generation_tokens(self.config)
-        for name in ("eos_token_id", "pad_token_id"):
-            kwargs[name] = tokens[name] if kwargs.get(name) is None else kwargs[name]
         ids = jnp.asarray(input_ids)
         mask = jnp.ones_like(ids) if attention_mask is None else jnp.asarray(attention_mask)
         states = self.encoder_states(self.encode(ids, mask, params), params)
-        start = jnp.full((ids.shape[0], 1), tokens["start"], ids.dtype)
+        start = jnp.full((ids.shape[0], 1), self.config.start_token, ids.dtype)
         return self.decoder.generate(start, encoder_hidden_states=states, encoder_attention_mask=mask,
-                                     params=params["decoder"], **kwargs)  # fmt: skip
+                                     params=params["decoder"], **generate_defaults(self.config, kwargs))  # fmt: skip

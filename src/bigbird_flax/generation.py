@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from bigbird_core import generation as G
+from bigbird_core.cache import cache_mask
 
 
 def _step(module: nn.Module, params, cache, ids, mask, positions, cross: dict):
@@ -35,9 +36,8 @@ def decode(module: nn.Module, g: G.Generation, params, cache, input_ids, attenti
     if K > 1:
         input_ids, attention_mask = (jnp.repeat(x, K, axis=0) for x in (input_ids, attention_mask))
         cross = {k: jnp.repeat(v, K, axis=0) for k, v in cross.items()}
-    rows = input_ids.shape[0]
     # the mask of every position the cache will hold: the prompt's, then the generated tokens'
-    mask = jnp.ones((rows, T), attention_mask.dtype).at[:, :plen].set(attention_mask)
+    mask = cache_mask(attention_mask, T)
     positions = G.positions_from_mask(attention_mask)
     logits, cache = _step(module, params, cache, input_ids, mask, positions, cross)
     last_pos = positions[:, -1:]

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigbird_core.cache import check_cache_head, check_fixed_cache
+from bigbird_core.cache import cache_mask, check_cache_head, check_fixed_cache
 from bigbird_core.checkpoint import FLAX_MSGPACK, write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
@@ -565,7 +565,7 @@ class FlaxBigBirdForCausalLM(FlaxBigBirdPreTrainedModel):
         the prompt's positions (a left-padded prompt's follow its mask)."""
         batch, length = input_ids.shape
         mask = jnp.ones((batch, length), jnp.int32) if attention_mask is None else jnp.asarray(attention_mask)
-        full = jnp.ones((batch, max_length), jnp.int32).at[:, :length].set(mask.astype(jnp.int32))
+        full = cache_mask(mask.astype(jnp.int32), max_length)
         return {"past_key_values": self.init_cache(batch, max_length), "attention_mask": full,
                 "position_ids": positions_from_mask(mask)}  # fmt: skip
 

@@ -15,8 +15,8 @@ from bigbird_core.checkpoint import write_checkpoint
 from bigbird_core.encoder_decoder import (
     PROJECTION,
     EncoderDecoderConfig,
-    decoder_inputs_from_labels,
-    generation_tokens,
+    decoder_inputs,
+    generate_defaults,
     init_encoder_decoder,
     load_encoder_decoder,
     split_state,
@@ -101,9 +101,8 @@ class BigBirdEncoderDecoderModel(nn.Module):
             encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                            inputs_embeds=inputs_embeds, output_attentions=output_attentions,
                                            output_hidden_states=output_hidden_states)  # fmt: skip
-        if decoder_input_ids is None and labels is not None:
-            decoder_input_ids, from_labels = decoder_inputs_from_labels(labels, self.config)
-            decoder_attention_mask = from_labels if decoder_attention_mask is None else decoder_attention_mask
+        decoder_input_ids, decoder_attention_mask = decoder_inputs(self.config, labels, decoder_input_ids,
+                                                                   decoder_attention_mask)  # fmt: skip
         out = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
                            encoder_hidden_states=self.encoder_states(encoder_outputs),
                            encoder_attention_mask=attention_mask, past_key_values=past_key_values, use_cache=use_cache,
@@ -123,13 +122,12 @@ class BigBirdEncoderDecoderModel(nn.Module):
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any):
         """Encode ``input_ids`` once, then decode from the start token with the decoder's :meth:`generate`
         (every argument of it; the pair's ``eos_token_id`` / ``pad_token_id`` by default)."""
-        tokens = generation_tokens(self.config)
-        for name in ("eos_token_id", "pad_token_id"):
-            kwargs[name] = tokens[name] if kwargs.get(name) is None else kwargs[name]
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         states = self.encoder_states(self.encoder(input_ids=input_ids, attention_mask=mask))
-        start = torch.full((input_ids.shape[0], 1), tokens["start"], dtype=input_ids.dtype, device=input_ids.device)
-        return self.decoder.generate(start, encoder_hidden_states=states, encoder_attention_mask=mask, **kwargs)
+        start = torch.full((input_ids.shape[0], 1), self.config.start_token, dtype=input_ids.dtype,
+                           device=input_ids.device)  # fmt: skip
+        return self.decoder.generate(start, encoder_hidden_states=states, encoder_attention_mask=mask,
+                                     **generate_defaults(self.config, kwargs))  # fmt: skip
 
     def can_generate(self) -> bool:
         return True
