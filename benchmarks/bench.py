@@ -65,7 +65,7 @@ def make_attention(impl: str, config, seq: int, dtype: str):
             from bigbird_torch.attention import LayoutTensors, block_sparse_attention
 
             lay = LayoutTensors.build(block_layout(plan, b), torch.device("cpu"))
-            return lambda: block_sparse_attention(tq, tk, tv, mask, lay, 0)[0]
+            return lambda: block_sparse_attention(tq, tk, tv, mask, lay, layer=0)[0]
         from transformers.models.big_bird.modeling_big_bird import BigBirdBlockSparseAttention
         from transformers.models.big_bird.modeling_big_bird import BigBirdModel as HFModel
 

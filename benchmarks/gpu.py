@@ -19,7 +19,6 @@ peak allocated by the workload above what was allocated before it (torch), or XL
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -59,25 +58,17 @@ def check(name: str, value: float, tol: float) -> None:
     log(f"check {name:58} rel {value:9.2e}  tol {tol:7.0e}  {'ok' if ok else 'FAIL'}")
 
 
-@contextlib.contextmanager
-def setting(name: str, value: str):
-    """A module-level choice of ``bigbird_torch.attention`` (REPEATED_BLOCKS, HALF_PRECISION_TRAINING)."""
-    import bigbird_torch.attention as A
+def with_kernel(fn, model, kernel: str):
+    """``fn`` run with ``model``'s block-sparse kernel set to ``kernel`` (the core's names), then restored."""
 
-    previous = getattr(A, name)
-    setattr(A, name, value)
-    try:
-        yield
-    finally:
-        setattr(A, name, previous)
-
-
-def with_setting(fn, name: str, value: str):
-    def call():
-        with setting(name, value):
+    def run():
+        previous = model.set_block_sparse_kernel(kernel)
+        try:
             return fn()
+        finally:
+            model.set_block_sparse_kernel(previous)
 
-    return call
+    return run
 
 
 # --------------------------------------------------------------------------------------------- timing
@@ -194,19 +185,17 @@ def section_check(args, device, config, tmp) -> None:
             got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0)
             check(f"kernel flex bf16 vs fp32 train={training}", rel(got, ref), 2e-2)
             if device.type == "cuda" and not training:  # the eval plan repeats block 0: the bias table
-                with setting("REPEATED_BLOCKS", "bias"):
-                    got = A.flex_block_sparse_attention(*(x.detach() for x in (q, k, v)), mask, lay, 0)
-                    check("kernel flex bias table fp32 train=False", rel(got, ref), 1e-5)
-                    got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0)
-                    check("kernel flex bias table bf16 vs fp32 train=False", rel(got, ref), 2e-2)
+                got = A.flex_block_sparse_attention(*(x.detach() for x in (q, k, v)), mask, lay, 0, repeated_tiles=False)
+                check("kernel flex bias table fp32 train=False", rel(got, ref), 1e-5)
+                got = A.flex_block_sparse_attention(qb, kb, vb, mb, lay, 0, repeated_tiles=False)
+                check("kernel flex bias table bf16 vs fp32 train=False", rel(got, ref), 2e-2)
         if device.type == "cuda":  # half-precision training through FlexAttention (autotuned backward tiles)
-            with setting("HALF_PRECISION_TRAINING", "flex"):  # the default since 2026-11-27
-                qb, kb, vb = (x.detach().to(torch.bfloat16).requires_grad_(True) for x in (q, k, v))
-                got = A.block_sparse_attention(qb, kb, vb, mask.to(torch.bfloat16), lay, 0)[0]
-                got_g = torch.autograd.grad((got * w.to(got.dtype)).float().sum(), (qb, kb, vb))
-                check(f"kernel flex bf16 training vs fp32 train={training}", rel(got, ref), 2e-2)
-                check(f"kernel flex bf16 grad q,k,v vs fp32 train={training}",
-                      max(rel(a, b) for a, b in zip(got_g, ref_g, strict=True)), 5e-2)  # fmt: skip
+            qb, kb, vb = (x.detach().to(torch.bfloat16).requires_grad_(True) for x in (q, k, v))
+            got = A.block_sparse_attention(qb, kb, vb, mask.to(torch.bfloat16), lay, layer=0, kernel="flex")[0]
+            got_g = torch.autograd.grad((got * w.to(got.dtype)).float().sum(), (qb, kb, vb))
+            check(f"kernel flex bf16 training vs fp32 train={training}", rel(got, ref), 2e-2)
+            check(f"kernel flex bf16 grad q,k,v vs fp32 train={training}",
+                  max(rel(a, b) for a, b in zip(got_g, ref_g, strict=True)), 5e-2)  # fmt: skip
 
     import transformers
 
@@ -224,13 +213,13 @@ def section_check(args, device, config, tmp) -> None:
     del theirs
     variants = [("gather", "tiles", "off"), ("flex", "tiles", "off")]
     if device.type == "cuda":
-        variants += [("flex", "bias", "off"), ("flex", "tiles", "default")]
+        variants += [("flex-bias", "bias", "off"), ("flex", "tiles", "default")]
     for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 5e-2)):
         ours = bigbird_torch.BigBirdModel.from_pretrained(path, torch_dtype=dtype).to(device).eval()
         for kernel, repeated, compiled in variants:
             ours.set_block_sparse_kernel(kernel)
             ours.set_compiled_layers(compiled)
-            with torch.no_grad(), setting("REPEATED_BLOCKS", repeated):
+            with torch.no_grad():  # the kernel's name says how repeated blocks count ("flex" / "flex-bias")
                 out = ours(input_ids=ids, attention_mask=attn).last_hidden_state
             name = str(dtype).split(".")[-1]
             extra = "" if (repeated, compiled) == ("tiles", "off") else f" {repeated} compiled={compiled}"
@@ -304,8 +293,7 @@ def attention_fns(config, seq, tdt, device) -> dict:
 
     fns = {
         "ours-flex": lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0),
-        "ours-flex-bias": with_setting(lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0),
-                                       "REPEATED_BLOCKS", "bias"),  # fmt: skip
+        "ours-flex-bias": lambda: A.flex_block_sparse_attention(q, k, v, mask, lay, 0, repeated_tiles=False),
         "ours-gather": lambda: A.fast_block_sparse_attention(q, k, v, mask, lay, 0),
         "dense-sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
     }
@@ -382,14 +370,13 @@ def model_fns(config, seq, batch, tdt, device, path, train: bool) -> list:
         out = [("train", "ours", lambda: step(ours))]
         if device.type == "cuda":
             if tdt != torch.float32:
-                out.append(("train", "ours-gather", with_setting(lambda: step(ours), "HALF_PRECISION_TRAINING",
-                                                                 "gather")))  # fmt: skip
+                out.append(("train", "ours-gather", with_kernel(lambda: step(ours), ours, "gather")))
             out.append(("train", "ours-compiled", lambda: step(ours, "default")))
         return out + [("train", "transformers", lambda: step(theirs))]
     out = [("model", "ours", lambda: forward(ours))]
     if device.type == "cuda":
         out += [
-            ("model", "ours-bias", with_setting(lambda: forward(ours), "REPEATED_BLOCKS", "bias")),
+            ("model", "ours-bias", with_kernel(lambda: forward(ours), ours, "flex-bias")),
             ("model", "ours-compiled", lambda: forward(ours, "default")),
             ("model", "ours-cudagraphs", lambda: forward(ours, "reduce-overhead", True)),
         ]

@@ -18,7 +18,7 @@ import numpy as np
 import transformers
 
 import torch
-from bigbird_core.cli.check import DEFAULT_CONFIG, DEFAULT_SEQ_LEN, default_inputs, reference_fields
+from bigbird_cli.check import DEFAULT_CONFIG, DEFAULT_SEQ_LEN, default_inputs, reference_fields
 from bigbird_core.heads import MODEL_CLASSES
 
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "..", "src", "bigbird_core", "cli", "reference.npz")

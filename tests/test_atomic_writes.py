@@ -90,7 +90,7 @@ def test_convert_killed_at_random_instants_leaves_the_old_or_the_new_checkpoint(
     rng = random.Random(1)
     for i in range(6):
         src = tmp_path / f"m{1 + i % 2}"
-        proc = subprocess.Popen([sys.executable, "-m", "bigbird_core.cli", "convert", str(src), str(dest), "--to",
+        proc = subprocess.Popen([sys.executable, "-m", "bigbird_cli", "convert", str(src), str(dest), "--to",
                                  "safetensors", "--no-verify"], env=env, stdout=subprocess.DEVNULL)  # fmt: skip
         time.sleep(rng.uniform(0.2, 3.0))
         proc.send_signal(signal.SIGKILL)

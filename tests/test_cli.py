@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
+from bigbird_cli.check import DEFAULT_CONFIG
 from bigbird_core.checkpoint import read_checkpoint, write_safetensors
-from bigbird_core.cli.check import DEFAULT_CONFIG
 from bigbird_core.heads import BigBirdForMaskedLM, BigBirdForQuestionAnswering
 
-BIGBIRD = [sys.executable, "-m", "bigbird_core.cli"]
+BIGBIRD = [sys.executable, "-m", "bigbird_cli"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -35,7 +35,7 @@ def test_check_passes_on_the_default():
     assert data["ok"] and data["rows"]
     from itertools import combinations
 
-    from bigbird_core.cli.backends import available_backends
+    from bigbird_cli.backends import available_backends
 
     pairs = {(r["left"], r["right"]) for r in data["rows"] if not r["head"].startswith("weights round trip")}
     installed = available_backends()

@@ -87,7 +87,7 @@ def test_config_json(changes, raw):
 @FUZZ
 @given(cut=st.integers(0, 10_000), flip=st.integers(0, 10_000), drop=st.integers(0, 20), which=st.booleans())
 def test_golden_files(golden, cut, flip, drop, which):
-    from bigbird_core.cli.regress import load_golden
+    from bigbird_cli.regress import load_golden
 
     base, npz, manifest = golden
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +107,7 @@ def test_golden_files(golden, cut, flip, drop, which):
 
 
 def _golden():
-    from bigbird_core.cli.regress import record
+    from bigbird_cli.regress import record
 
     tmp = tempfile.mkdtemp()
     bb.BigBirdModel(CFG, seed=0).save_pretrained(os.path.join(tmp, "m"))
@@ -128,7 +128,7 @@ def pytest_generate_tests(metafunc):  # one recorded golden file for every fuzz 
 
 
 def test_a_valid_golden_file_loads(golden):
-    from bigbird_core.cli.regress import load_golden
+    from bigbird_cli.regress import load_golden
 
     base, npz, manifest = golden
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,10 +36,13 @@ def full_attention(
 
 
 def block_sparse_attention(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, layout: BlockLayout, layer: int,
-    output_attentions: bool = False,
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, layout: BlockLayout, *, layer: int,
+    kernel: str = "auto", output_attentions: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
     """BigBird ITC attention: global rows over all keys, middle rows over their slots in one softmax.
+
+    The contract of every backend's ``block_sparse_attention`` (``layout``: the core's layout, here as it is;
+    ``kernel``: a name of :mod:`bigbird_core.kernels`; the reference has one kernel, the full layout).
 
     Returns:
         context ``(batch, heads, L, d)`` (padded query rows zeroed) and, when asked, the dense

@@ -20,6 +20,7 @@ from typing import Any
 from .arrays import device, namespace
 from .config import BigBirdConfig
 from .errors import InputError, fail
+from .registry import cache_heads, head_spec
 
 
 def _describe_layer(entry: Any) -> str:
@@ -102,11 +103,9 @@ def check_fixed_cache(config: BigBirdConfig, max_length: int, batch_size: int) -
                    f"{config.max_position_embeddings}]", repr(max_length))  # fmt: skip
 
 
-CACHE_HEADS = ("BigBirdModel", "BigBirdForCausalLM")  # the heads that decode (transformers' decoders)
-
-
 def check_cache_head(head: str) -> None:
-    """Only ``BigBirdModel`` and ``BigBirdForCausalLM`` decode with a cache."""
-    if head not in CACHE_HEADS:
-        raise fail(InputError, "past_key_values", f"None for {head} (only {' and '.join(CACHE_HEADS)} decode with a "
-                   "cache)", "a cache")  # fmt: skip
+    """Only the heads whose registry entry says so (``BigBirdModel``, ``BigBirdForCausalLM``) decode with a
+    cache."""
+    if not head_spec(head).cache:
+        raise fail(InputError, "past_key_values", f"None for {head} (only {' and '.join(cache_heads())} decode "
+                   "with a cache)", "a cache")  # fmt: skip

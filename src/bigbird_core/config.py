@@ -12,19 +12,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .activations import ACTIVATIONS as ACTIVATION_KINDS
 from .errors import ConfigError, fail
 
-ACTIVATIONS = (
-    "gelu_new",
-    "gelu",
-    "gelu_fast",
-    "gelu_pytorch_tanh",
-    "relu",
-    "silu",
-    "swish",
-    "tanh",
-    "linear",
-)
+ACTIVATIONS = tuple(ACTIVATION_KINDS)  # the hidden_act names (bigbird_core.activations)
 ATTENTION_TYPES = ("block_sparse", "original_full")
 RANDOM_PLANS = ("transformers", "google", "seeded")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")

@@ -13,7 +13,9 @@ import numpy as np
 from .checkpoint import FORMATS, read_checkpoint, write_checkpoint
 from .config import BigBirdConfig
 from .errors import CheckpointError, InputError, fail
-from .weights import HEADS, TIED_DECODER_BIAS, TIED_DECODER_WEIGHT, from_flax_tree, param_specs, to_flax_tree
+from .registry import detect_head as detect_from_keys
+from .registry import head_names
+from .weights import TIED_DECODER_BIAS, TIED_DECODER_WEIGHT, from_flax_tree, param_specs, to_flax_tree
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
@@ -71,27 +73,14 @@ def cast_state(state: dict[str, np.ndarray], dtype: str | None) -> dict[str, np.
 
 
 def detect_head(config: BigBirdConfig, state: dict[str, np.ndarray]) -> str:
-    """The head a checkpoint was saved from: its ``architectures`` entry, else guessed from its keys."""
+    """The head a checkpoint was saved from: its ``architectures`` entry, else the registry's detection rules
+    on its keys and shapes."""
+    names = head_names()
     for arch in config.extra.get("architectures") or []:
         name = arch[4:] if arch.startswith("Flax") else arch
-        if name in HEADS:
+        if name in names:
             return name
-    keys = set(state)
-    if any(k.startswith("qa_classifier.") for k in keys):
-        return "BigBirdForQuestionAnswering"
-    if "cls.seq_relationship.weight" in keys:
-        return "BigBirdForPreTraining"
-    if any(k.startswith("cls.predictions.") for k in keys):
-        return "BigBirdForMaskedLM"
-    if "classifier.out_proj.weight" in keys:
-        return "BigBirdForSequenceClassification"
-    if "classifier.weight" in keys:
-        return (
-            "BigBirdForMultipleChoice"
-            if state["classifier.weight"].shape[0] == 1
-            else "BigBirdForTokenClassification"
-        )
-    return "BigBirdModel"
+    return detect_from_keys({k: tuple(np.shape(v)) for k, v in state.items()})
 
 
 def convert_checkpoint(
@@ -114,8 +103,8 @@ def convert_checkpoint(
     if head is not None:
         from .weights import match_state_dict
 
-        if head not in HEADS:
-            raise fail(InputError, "--head", f"one of {', '.join(HEADS)}", repr(head))
+        if head not in head_names():
+            raise fail(InputError, "--head", f"one of {', '.join(head_names())}", repr(head))
         kept, report = match_state_dict(config, head, state)
         if report.missing_keys:
             raise CheckpointError(

@@ -21,7 +21,8 @@ import numpy as np
 
 from .config import BigBirdConfig
 from .errors import CheckpointError, ConfigError, InputError, fail
-from .weights import LoadReport, ParamSpec, _linear, match_state_dict, param_specs
+from .params import linear_params
+from .weights import LoadReport, match_state_dict
 
 ENCODER_HEAD, DECODER_HEAD = "BigBirdModel", "BigBirdForCausalLM"
 PROJECTION = "enc_to_dec_proj"
@@ -108,15 +109,6 @@ class EncoderDecoderConfig:
             fh.write("\n")
 
 
-def encoder_decoder_specs(config: EncoderDecoderConfig) -> list[ParamSpec]:
-    """Every stored parameter of the pair, transformers' names."""
-    specs = [dataclasses.replace(s, name="encoder." + s.name) for s in param_specs(config.encoder, ENCODER_HEAD)]
-    specs += [dataclasses.replace(s, name="decoder." + s.name) for s in param_specs(config.decoder, DECODER_HEAD)]
-    if config.projection:
-        specs += _linear(PROJECTION, config.decoder.hidden_size, config.encoder.hidden_size)
-    return specs
-
-
 def split_state(config: EncoderDecoderConfig, state: dict[str, np.ndarray], *, seed: int = 0,
                 warn: bool = False) -> tuple[dict, dict, dict, LoadReport]:  # fmt: skip
     """Fit a pair's ``{name: array}`` to its two models: ``(encoder params, decoder params, projection params,
@@ -134,7 +126,7 @@ def split_state(config: EncoderDecoderConfig, state: dict[str, np.ndarray], *, s
     projection = {}
     if config.projection:
         rng = np.random.default_rng(seed + 2)
-        for spec in _linear(PROJECTION, config.decoder.hidden_size, config.encoder.hidden_size):
+        for spec in linear_params(PROJECTION, config.decoder.hidden_size, config.encoder.hidden_size):
             if spec.name in state:
                 projection[spec.name] = np.asarray(state[spec.name], np.float32)
                 continue

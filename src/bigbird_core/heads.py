@@ -23,23 +23,30 @@ from .checkpoint import write_checkpoint
 from .config import BigBirdConfig
 from .errors import ConfigError, InputError, fail
 from .hub import HUB_ARGS, load_pretrained, shard_bytes
-from .model import BodyOutput, run_body
-from .numerics import ACTIVATIONS, layer_norm, linear
-from .recipe import PreparedCall, finish_call, prepare_call
-from .validate import LABEL_ARGS, model_config
-from .weights import BODY_PREFIX, LoadReport, init_params, match_state_dict
+from .model import run_body
+from .numerics import act, layer_norm, linear
+from .recipe import BodyOutput, PreparedCall, finish_call, prepare_call
+from .registry import head_spec
+from .validate import model_config
+from .weights import LoadReport, init_params, match_state_dict
+
+MODEL_CLASSES: dict[str, type] = {}  # head name -> class, filled as the classes are defined
 
 
 class BigBirdPreTrainedModel:
     """Shared behaviour of the NumPy models: parameters, modes, checkpoints."""
 
     head: str = ""
-    default_pooler = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("head"):  # a head's class: the backend's model class of that registry entry
+            MODEL_CLASSES[cls.head] = cls
 
     def __init__(self, config: BigBirdConfig, params: dict[str, np.ndarray] | None = None, *,
                  add_pooling_layer: bool | None = None, seed: int = 0, dtype: str = "float32") -> None:  # fmt: skip
         self.config = config = model_config(config, self.head)
-        self.add_pooling_layer = self.default_pooler if add_pooling_layer is None else add_pooling_layer
+        self.add_pooling_layer = head_spec(self.head).pooler if add_pooling_layer is None else add_pooling_layer
         if params is None:
             params = init_params(
                 config, self.head, seed=seed, dtype=dtype, add_pooling_layer=self.add_pooling_layer
@@ -109,7 +116,7 @@ class BigBirdPreTrainedModel:
     # ---------------------------------------------------------------------------------- helpers
     @property
     def prefix(self) -> str:
-        return "" if self.head == "BigBirdModel" else BODY_PREFIX
+        return head_spec(self.head).body_prefix
 
     def _forward(self, args: dict[str, Any]) -> Any:
         """One forward call: the core's recipe, the NumPy body and head, the core's head rules."""
@@ -122,7 +129,7 @@ class BigBirdPreTrainedModel:
                     "dropout: the NumPy reference has no dropout; train mode needs hidden_dropout_prob, "
                     "attention_probs_dropout_prob and classifier_dropout set to 0"
                 )
-        labels = {k: args.pop(k) for k in LABEL_ARGS[self.head] if k in args}
+        labels = {k: args.pop(k) for k in head_spec(self.head).labels if k in args}
         past = args.pop("past_key_values", None)
         flags = ("output_attentions", "output_hidden_states", "return_dict", "use_cache")
         arrays = {k: None if v is None or k == "plan" else np.asarray(v) for k, v in args.items()
@@ -134,19 +141,23 @@ class BigBirdPreTrainedModel:
                             labels={k: None if v is None else np.asarray(v) for k, v in labels.items()},
                             past_len=past_len, **{k: args.get(k) for k in flags}, **arrays)  # fmt: skip
         body = run_body(self.params, self.prefix, prep, self.add_pooling_layer, past)
-        logits, nsp = self._head(prep, body)
-        return finish_call(prep, body.as_dict(), logits, nsp)
+        return finish_call(prep, body, *self.head_logits(prep, body))
 
-    def _head(self, prep: PreparedCall, body: BodyOutput) -> tuple[Any, Any]:
-        """The head's logits (and next-sentence logits) from the body's outputs."""
-        return None, None
+    def __call__(self, **inputs: Any) -> Any:
+        """The forward call with the keywords of the head's transformers class (the built-in heads spell
+        them out); labels are the head's registry entry's."""
+        return self._forward(inputs)
+
+    def head_logits(self, prep: PreparedCall, body: BodyOutput) -> tuple[Any, ...]:
+        """The head's outputs from the body's (see ``HeadSpec.fields``): ``(logits,)`` for most heads."""
+        return ()
 
     def _p(self, name: str) -> np.ndarray:
         return self.params[name]
 
     def _mlm_logits(self, x: np.ndarray) -> np.ndarray:
         c, t = self.config, "cls.predictions.transform."
-        h = ACTIVATIONS[c.hidden_act](linear(x, self._p(t + "dense.weight"), self._p(t + "dense.bias")))
+        h = act(c.hidden_act)(linear(x, self._p(t + "dense.weight"), self._p(t + "dense.bias")))
         h = layer_norm(h, self._p(t + "LayerNorm.weight"), self._p(t + "LayerNorm.bias"), c.layer_norm_eps)
         decoder = self.params.get(
             "cls.predictions.decoder.weight", self._p("bert.embeddings.word_embeddings.weight")
@@ -172,7 +183,7 @@ class BigBirdForPreTraining(BigBirdPreTrainedModel):
                  output_hidden_states=None, return_dict=None, plan=None):  # fmt: skip
         return self._forward(locals())
 
-    def _head(self, prep, body):
+    def head_logits(self, prep, body):
         nsp = linear(body.pooled, self._p("cls.seq_relationship.weight"), self._p("cls.seq_relationship.bias"))
         return self._mlm_logits(prep.cut(body.sequence_output)), nsp
 
@@ -189,8 +200,8 @@ class _WithLabels(BigBirdPreTrainedModel):
 class BigBirdForMaskedLM(_WithLabels):
     head = "BigBirdForMaskedLM"
 
-    def _head(self, prep, body):
-        return self._mlm_logits(prep.cut(body.sequence_output)), None
+    def head_logits(self, prep, body):
+        return (self._mlm_logits(prep.cut(body.sequence_output)),)
 
 
 class BigBirdForCausalLM(BigBirdPreTrainedModel):
@@ -206,18 +217,18 @@ class BigBirdForCausalLM(BigBirdPreTrainedModel):
                  plan=None):  # fmt: skip
         return self._forward(locals())
 
-    def _head(self, prep, body):
-        return self._mlm_logits(prep.cut(body.sequence_output)), None
+    def head_logits(self, prep, body):
+        return (self._mlm_logits(prep.cut(body.sequence_output)),)
 
 
 class BigBirdForSequenceClassification(_WithLabels):
     head = "BigBirdForSequenceClassification"
 
-    def _head(self, prep, body):
+    def head_logits(self, prep, body):
         x = body.sequence_output[:, 0]  # (batch, hidden): the first token
-        x = ACTIVATIONS[self.config.hidden_act](linear(x, self._p("classifier.dense.weight"),
+        x = act(self.config.hidden_act)(linear(x, self._p("classifier.dense.weight"),
                                                        self._p("classifier.dense.bias")))  # fmt: skip
-        return linear(x, self._p("classifier.out_proj.weight"), self._p("classifier.out_proj.bias")), None
+        return (linear(x, self._p("classifier.out_proj.weight"), self._p("classifier.out_proj.bias")),)
 
 
 class BigBirdForMultipleChoice(_WithLabels):
@@ -225,16 +236,16 @@ class BigBirdForMultipleChoice(_WithLabels):
 
     head = "BigBirdForMultipleChoice"
 
-    def _head(self, prep, body):
-        return linear(body.pooled, self._p("classifier.weight"), self._p("classifier.bias")), None
+    def head_logits(self, prep, body):
+        return (linear(body.pooled, self._p("classifier.weight"), self._p("classifier.bias")),)
 
 
 class BigBirdForTokenClassification(_WithLabels):
     head = "BigBirdForTokenClassification"
 
-    def _head(self, prep, body):
+    def head_logits(self, prep, body):
         x = prep.cut(body.sequence_output)
-        return linear(x, self._p("classifier.weight"), self._p("classifier.bias")), None  # (batch, seq, labels)
+        return (linear(x, self._p("classifier.weight"), self._p("classifier.bias")),)  # (batch, seq, labels)
 
 
 class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
@@ -242,30 +253,32 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
     of question tokens (except position 0) get ``1e6`` subtracted."""
 
     head = "BigBirdForQuestionAnswering"
-    default_pooler = False
 
     def __call__(self, input_ids=None, attention_mask=None, question_lengths=None, token_type_ids=None,
                  position_ids=None, head_mask=None, inputs_embeds=None, start_positions=None, end_positions=None,
                  output_attentions=None, output_hidden_states=None, return_dict=None, plan=None):  # fmt: skip
         return self._forward(locals())
 
-    def _head(self, prep, body):
+    def head_logits(self, prep, body):
         c, q = self.config, "qa_classifier."
         x = prep.cut(body.sequence_output)
-        h = ACTIVATIONS[c.hidden_act](linear(x, self._p(q + "intermediate.dense.weight"),
+        h = act(c.hidden_act)(linear(x, self._p(q + "intermediate.dense.weight"),
                                              self._p(q + "intermediate.dense.bias")))  # fmt: skip
         h = linear(h, self._p(q + "output.dense.weight"), self._p(q + "output.dense.bias"))
         h = layer_norm(h + x, self._p(q + "output.LayerNorm.weight"), self._p(q + "output.LayerNorm.bias"),
                        c.layer_norm_eps)  # fmt: skip
-        return linear(h, self._p(q + "qa_outputs.weight"), self._p(q + "qa_outputs.bias")), None  # (batch, seq, 2)
+        return (linear(h, self._p(q + "qa_outputs.weight"), self._p(q + "qa_outputs.bias")),)  # (batch, seq, 2)
 
 
-MODEL_CLASSES = {cls.head: cls for cls in (
-    BigBirdModel, BigBirdForPreTraining, BigBirdForMaskedLM, BigBirdForCausalLM, BigBirdForSequenceClassification,
-    BigBirdForMultipleChoice, BigBirdForTokenClassification, BigBirdForQuestionAnswering)}  # fmt: skip
+def model_class(head: str) -> type[BigBirdPreTrainedModel]:
+    """This backend's class of ``head`` (a registered head whose class is defined)."""
+    spec = head_spec(head)
+    if spec.name not in MODEL_CLASSES:
+        raise fail(InputError, "head", f"a head with a NumPy model class ({', '.join(MODEL_CLASSES)})", repr(head))
+    return MODEL_CLASSES[spec.name]
 
 
 def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False, **config_overrides):
     """Load ``head`` from ``directory`` and return a function of NumPy inputs (same name in every backend)."""
-    model = MODEL_CLASSES[head].from_pretrained(directory, dtype=dtype, **config_overrides).train(train)
+    model = model_class(head).from_pretrained(directory, dtype=dtype, **config_overrides).train(train)
     return lambda **inputs: model(**inputs)

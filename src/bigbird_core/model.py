@@ -6,31 +6,14 @@ in ``BigBirdModel``. Everything is computed in the parameters' dtype (float32 or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .attention import block_sparse_attention, full_attention
 from .config import BigBirdConfig
-from .numerics import ACTIVATIONS, layer_norm, linear
-from .recipe import PreparedCall
+from .numerics import act, layer_norm, linear
+from .recipe import BodyOutput, PreparedCall
 
 Params = dict[str, np.ndarray]
-
-
-@dataclass
-class BodyOutput:
-    sequence_output: np.ndarray  # (batch, padded seq, hidden)
-    pooled: np.ndarray | None  # (batch, hidden)
-    hidden_states: tuple[np.ndarray, ...] | None
-    attentions: tuple[np.ndarray, ...] | None
-    cross_attentions: tuple[np.ndarray, ...] | None = None
-    past_key_values: tuple[tuple[np.ndarray, ...], ...] | None = None  # see bigbird_core.cache
-
-    def as_dict(self) -> dict:
-        return {"sequence_output": self.sequence_output, "pooled": self.pooled, "hidden_states": self.hidden_states,
-                "attentions": self.attentions, "cross_attentions": self.cross_attentions,
-                "past_key_values": self.past_key_values}  # fmt: skip
 
 
 def embed(p: Params, prefix: str, config: BigBirdConfig, input_ids: np.ndarray | None,
@@ -85,7 +68,7 @@ def run_body(p: Params, prefix: str, prep: PreparedCall, pooler: bool = True, pa
     output_attentions, output_hidden_states = prep.output_attentions, prep.output_hidden_states
 
     layout = None if prep.layout is None else prep.layout.layout
-    act = ACTIVATIONS[config.hidden_act]
+    activate = act(config.hidden_act)
     enc = prep.encoder_hidden_states
     enc = None if enc is None else np.asarray(enc, dtype)
     hidden, attentions, crosses, presents = [], [], [], []
@@ -100,7 +83,7 @@ def run_body(p: Params, prefix: str, prep: PreparedCall, pooler: bool = True, pa
         present = (k, v)
         hm = None if prep.head_mask is None else prep.head_mask[i][None, :, None, None]
         if layout is not None:
-            ctx, probs = block_sparse_attention(q, k, v, mask, layout, i, output_attentions)
+            ctx, probs = block_sparse_attention(q, k, v, mask, layout, layer=i, output_attentions=output_attentions)
         else:
             ctx, probs = full_attention(q, k, v, prep.additive_mask, hm)
         x = _attention_output(p, a + "attention.", ctx, x, config)
@@ -117,7 +100,7 @@ def run_body(p: Params, prefix: str, prep: PreparedCall, pooler: bool = True, pa
                 crosses.append(cprobs)
         if prep.use_cache:
             presents.append(present)
-        h = act(linear(x, p[a + "intermediate.dense.weight"], p[a + "intermediate.dense.bias"]))
+        h = activate(linear(x, p[a + "intermediate.dense.weight"], p[a + "intermediate.dense.bias"]))
         h = linear(h, p[a + "output.dense.weight"], p[a + "output.dense.bias"])
         x = layer_norm(
             h + x, p[a + "output.LayerNorm.weight"], p[a + "output.LayerNorm.bias"], config.layer_norm_eps
@@ -129,7 +112,7 @@ def run_body(p: Params, prefix: str, prep: PreparedCall, pooler: bool = True, pa
     pooled = None
     if pooler:
         pooled = np.tanh(linear(x[:, 0], p[prefix + "pooler.weight"], p[prefix + "pooler.bias"]))
-    return BodyOutput(x, pooled, tuple(hidden) if output_hidden_states else None,
-                      tuple(attentions) if output_attentions else None,
-                      tuple(crosses) if output_attentions and enc is not None else None,
-                      tuple(presents) if prep.use_cache else None)  # fmt: skip
+    return BodyOutput(x, pooled, hidden_states=tuple(hidden) if output_hidden_states else None,
+                      attentions=tuple(attentions) if output_attentions else None,
+                      cross_attentions=tuple(crosses) if output_attentions and enc is not None else None,
+                      past_key_values=tuple(presents) if prep.use_cache else None)  # fmt: skip

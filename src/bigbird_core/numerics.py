@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from .activations import activation
+
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -13,10 +15,6 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
     """``gelu_new``: the tanh approximation of GELU."""
     return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-
-
-def gelu_fast(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + np.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
 
 
 def gelu_erf(x: np.ndarray) -> np.ndarray:
@@ -27,17 +25,14 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
-ACTIVATIONS = {
-    "gelu_new": gelu_tanh,
-    "gelu_pytorch_tanh": gelu_tanh,
-    "gelu_fast": gelu_fast,
-    "gelu": gelu_erf,
-    "relu": lambda x: np.maximum(x, 0),
-    "silu": silu,
-    "swish": silu,
-    "tanh": np.tanh,
-    "linear": lambda x: x,
-}
+# this backend's kernel of each activation kind (bigbird_core.activations names them)
+KINDS = {"gelu_tanh": gelu_tanh, "gelu_erf": gelu_erf, "relu": lambda x: np.maximum(x, 0), "silu": silu,
+         "tanh": np.tanh}  # fmt: skip
+
+
+def act(name: str):
+    """The NumPy function of activation ``name`` (``config.hidden_act``)."""
+    return activation(name, KINDS)
 
 
 def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

@@ -151,13 +151,9 @@ class BigBirdForQuestionAnsweringModelOutput(ModelOutput):
     attentions: Any = None
 
 
-OUTPUT_CLASSES = {
-    "BigBirdModel": BaseModelOutputWithPoolingAndCrossAttentions,
-    "BigBirdForPreTraining": BigBirdForPreTrainingOutput,
-    "BigBirdForMaskedLM": MaskedLMOutput,
-    "BigBirdForCausalLM": CausalLMOutputWithCrossAttentions,
-    "BigBirdForSequenceClassification": SequenceClassifierOutput,
-    "BigBirdForMultipleChoice": MultipleChoiceModelOutput,
-    "BigBirdForTokenClassification": TokenClassifierOutput,
-    "BigBirdForQuestionAnswering": BigBirdForQuestionAnsweringModelOutput,
-}
+# every output class here (each head's registry entry names its own; backends register these as pytrees)
+OUTPUT_CLASSES = (
+    BaseModelOutputWithPoolingAndCrossAttentions, BigBirdForPreTrainingOutput, MaskedLMOutput,
+    CausalLMOutputWithCrossAttentions, SequenceClassifierOutput, MultipleChoiceModelOutput, TokenClassifierOutput,
+    BigBirdForQuestionAnsweringModelOutput, Seq2SeqLMOutput, FlaxGenerateOutput,
+)  # fmt: skip

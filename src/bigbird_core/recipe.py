@@ -18,20 +18,20 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 
-from . import outputs as O
 from .arrays import device, has_values, namespace, pad_right, softmax_dtype, to_numpy
 from .config import BigBirdConfig
 from .errors import InputError, fail
-from .inputs import QA_LOGITS_PENALTY, CallPlan, pad_values, plan_call
+from .inputs import CallPlan, pad_values, plan_call
 from .layout import BlockLayout, CompactSlots, block_layout, compact_slots
 from .plans import check_plan, make_plan
-from .rules import head_loss
+from .registry import head_spec
 from .validate import Shapes, check_cross_inputs, check_inputs, check_labels
 
 LAYOUT_CACHE_SIZE = 64  # (config, length, mode) layouts kept per process
@@ -168,7 +168,8 @@ def prepare_call(
             raise fail(InputError, "past_key_values", f"a cache of at least {seq_now} positions (the input's "
                        "tokens)", f"a cache of {cache_size} (its max_length)")  # fmt: skip
         past_len = cache_size - seq_now  # the mask's shape; the cache index is decided on the device
-    use_cache = head in ("BigBirdModel", "BigBirdForCausalLM") and c.is_decoder and (
+    spec = head_spec(head)
+    use_cache = spec.cache and c.is_decoder and (
         c.use_cache if use_cache is None else use_cache)  # fmt: skip
     shapes = check_inputs(c, head, input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                           token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
@@ -187,7 +188,7 @@ def prepare_call(
     sdt = softmax_dtype(xp, dtype)
 
     logits_mask = None
-    if head == "BigBirdForQuestionAnswering":
+    if spec.question_lengths:
         if question_lengths is None and input_ids is not None:
             hits = xp.astype(input_ids == c.sep_token_id, xp.int32)
             question_lengths = xp.argmax(hits, axis=-1) + 1  # the question ends at the first [SEP]
@@ -263,45 +264,44 @@ def full_attention_mask(config: BigBirdConfig, xp: Any, mask: Any, q_len: int, p
     return (1.0 - keep) * xp.finfo(mask.dtype).min
 
 
-def finish_call(prep: PreparedCall, body: dict[str, Any], logits: Any = None, nsp: Any = None) -> Any:
+@dataclass(frozen=True)
+class BodyOutput:
+    """What a backend's body returns for one prepared call (its own arrays); the sequence is not cut back."""
+
+    sequence_output: Any  # (B, Lp, hidden)
+    pooled: Any = None  # (B, hidden): tanh(dense(token 0)), or None without a pooler
+    hidden_states: tuple[Any, ...] | None = None  # embeddings + each layer, (B, Lp, hidden)
+    attentions: tuple[Any, ...] | None = None  # each layer (B, heads, Lp, K)
+    cross_attentions: tuple[Any, ...] | None = None  # each layer (B, heads, Lp, encoder_len)
+    past_key_values: Any = None  # decoders: the new cache (see bigbird_core.cache)
+    word_embeddings: Any = None  # the word embedding table, for tied output layers (Flax)
+
+
+# what every output class may carry from the body besides the head's own fields
+_BODY_FIELDS = ("past_key_values", "hidden_states", "attentions", "cross_attentions")
+
+
+def finish_call(prep: PreparedCall, body: BodyOutput, *outputs: Any) -> Any:
     """The head's rules on the backend's results, and its output object.
 
     Args:
         prep: the prepared call.
-        body: ``sequence_output`` (padded), ``pooled``, ``hidden_states``, ``attentions`` and
-            ``past_key_values`` of the encoder.
-        logits: the head's logits (MLM and token heads on the cut sequence; QA ``(B, L, 2)`` before the
-            penalty; multiple choice ``(B * choices, 1)``).
-        nsp: pre-training's next-sentence logits.
+        body: the body's outputs.
+        outputs: what the head's module returned (``(logits,)``, pre-training's ``(logits, nsp)``, nothing
+            for the base model); the head's registry entry turns them into output fields (the QA penalty,
+            the choices reshape) and computes the loss from the call's labels.
 
     Returns:
         The transformers output object, or its tuple when ``return_dict`` is False.
     """
-    head = prep.head
-    common = dict(hidden_states=body.get("hidden_states"), attentions=body.get("attentions"))
-    cross = body.get("cross_attentions")
-    if head == "BigBirdModel":
-        out = O.BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=prep.cut(body["sequence_output"]), pooler_output=body.get("pooled"),
-            past_key_values=body.get("past_key_values"), cross_attentions=cross, **common)  # fmt: skip
-        return out if prep.return_dict else out.to_tuple()
-    xp = namespace(logits)
-    raw: dict[str, Any] = {"logits": logits, "nsp": nsp}
-    if head == "BigBirdForQuestionAnswering":
-        if prep.logits_mask is not None:
-            logits = logits - xp.astype(prep.logits_mask[:, :, None], logits.dtype) * QA_LOGITS_PENALTY
-        raw = {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
-    elif head == "BigBirdForMultipleChoice":
-        raw["logits"] = xp.reshape(logits, (-1, prep.shapes.num_choices))
-    loss = head_loss(prep.config, head, raw, prep.labels)
-    if head == "BigBirdForPreTraining":
-        out = O.BigBirdForPreTrainingOutput(loss, raw["logits"], nsp, **common)
-    elif head == "BigBirdForQuestionAnswering":
-        out = O.BigBirdForQuestionAnsweringModelOutput(loss, raw["start_logits"], raw["end_logits"],
-                                                        body.get("pooled"), **common)  # fmt: skip
-    elif head == "BigBirdForCausalLM":
-        out = O.CausalLMOutputWithCrossAttentions(loss=loss, logits=raw["logits"], past_key_values=body.get(
-            "past_key_values"), cross_attentions=cross, **common)  # fmt: skip
-    else:
-        out = O.OUTPUT_CLASSES[head](loss=loss, logits=raw["logits"], **common)
+    spec = head_spec(prep.head)
+    fields = spec.fields(prep, body, outputs)
+    loss = spec.loss(prep.config, fields, prep.labels) if prep.labels else None
+    names = {f.name for f in dataclasses.fields(spec.output)}
+    if "loss" in names:
+        fields["loss"] = loss
+    for name in _BODY_FIELDS:
+        if name in names and name not in fields:
+            fields[name] = getattr(body, name)
+    out = spec.output(**fields)
     return out if prep.return_dict else out.to_tuple()

@@ -1,4 +1,5 @@
-"""Head rules written once for every backend: the losses of transformers 4.57.6's BigBird heads.
+"""Loss rules written once for every backend: the losses of transformers 4.57.6's BigBird heads (each
+head's registry entry, :mod:`bigbird_core.head_specs`, says which it uses).
 
 Array API code (NumPy, torch with autograd, JAX under jit). Losses are computed in float32 at least
 (half-precision logits are upcast; float32 and float64 are unchanged).
@@ -69,32 +70,3 @@ def question_answering_loss(start_logits: Any, end_logits: Any, start: Any, end:
     sp = xp.clip(xp.reshape(start, (-1,)), 0, length)
     ep = xp.clip(xp.reshape(end, (-1,)), 0, length)
     return (cross_entropy(start_logits, sp, length) + cross_entropy(end_logits, ep, length)) / 2
-
-
-def head_loss(config: BigBirdConfig, head: str, raw: dict[str, Any], labels: dict[str, Any]) -> Any:
-    """The loss of ``head`` from its raw outputs (cut to the input length) and validated labels.
-
-    Args:
-        raw: ``logits`` (and ``nsp`` for pre-training), or ``start_logits`` / ``end_logits`` for QA.
-        labels: the head's label arguments that were given.
-
-    Returns:
-        A scalar array, or None when the labels the head needs are absent.
-    """
-    if head == "BigBirdForQuestionAnswering":
-        if "start_positions" not in labels:
-            return None
-        return question_answering_loss(raw["start_logits"], raw["end_logits"], labels["start_positions"],
-                                       labels["end_positions"])  # fmt: skip
-    y = labels.get("labels")
-    if y is None or head == "BigBirdModel":
-        return None
-    logits = raw["logits"]
-    if head == "BigBirdForCausalLM":  # predict the next token
-        return cross_entropy(logits[:, :-1], y[:, 1:])
-    if head == "BigBirdForSequenceClassification":
-        return sequence_classification_loss(config, logits, y)
-    loss = cross_entropy(logits, y)  # masked LM, pre-training, multiple choice, token classification
-    if head == "BigBirdForPreTraining" and labels.get("next_sentence_label") is not None:
-        loss = loss + cross_entropy(raw["nsp"], labels["next_sentence_label"])
-    return loss

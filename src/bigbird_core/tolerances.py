@@ -53,7 +53,7 @@ class Comparison:
         )
 
 
-def to_numpy(x: Any) -> np.ndarray:
+def as_float64(x: Any) -> np.ndarray:
     """A float64 NumPy copy of a NumPy, torch or JAX array (bf16 upcast)."""
     if hasattr(x, "detach"):  # torch
         x = x.detach().cpu()
@@ -79,7 +79,7 @@ def compare(actual: Any, expected: Any, dtype: Any = "float32", kind: str = "out
     ``scale`` is a floor for the array's own scale: gradients are compared relative to the scale of
     the whole gradient (a parameter whose true gradient is 0, such as a key bias, holds only noise).
     """
-    a, e = to_numpy(actual), to_numpy(expected)
+    a, e = as_float64(actual), as_float64(expected)
     tol = tolerance(dtype, kind)
     if a.shape != e.shape:
         return Comparison(float("inf"), float("inf"), (), tol, False)

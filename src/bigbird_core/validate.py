@@ -14,21 +14,10 @@ from typing import Any
 from .arrays import dtype_kind, has_values, min_max, values_namespace
 from .config import BigBirdConfig
 from .errors import InputError, fail
-from .weights import check_head
+from .registry import head_spec
 
 IGNORE_INDEX = -100  # labels with this value add nothing to a cross-entropy loss
 
-# the label arguments of each head's forward call
-LABEL_ARGS: dict[str, tuple[str, ...]] = {
-    "BigBirdModel": (),
-    "BigBirdForPreTraining": ("labels", "next_sentence_label"),
-    "BigBirdForMaskedLM": ("labels",),
-    "BigBirdForCausalLM": ("labels",),
-    "BigBirdForSequenceClassification": ("labels",),
-    "BigBirdForMultipleChoice": ("labels",),
-    "BigBirdForTokenClassification": ("labels",),
-    "BigBirdForQuestionAnswering": ("start_positions", "end_positions"),
-}
 
 
 def as_config(config: Any) -> BigBirdConfig:
@@ -45,10 +34,12 @@ def as_config(config: Any) -> BigBirdConfig:
 
 
 def model_config(config: Any, head: str) -> BigBirdConfig:
-    """The config a model of ``head`` is built with (see :func:`as_config`; QA always has two labels)."""
+    """The config a model of ``head`` is built with (see :func:`as_config`; a head with a fixed number of
+    labels, such as question answering's two, always has it)."""
     config = as_config(config)
-    if check_head(head) == "BigBirdForQuestionAnswering" and config.num_labels != 2:
-        config = config.replace(num_labels=2)  # a start and an end logit
+    fixed = head_spec(head).num_labels  # e.g. question answering: a start and an end logit
+    if fixed is not None and config.num_labels != fixed:
+        config = config.replace(num_labels=fixed)
     return config
 
 
@@ -130,8 +121,8 @@ def check_inputs(
     Raises:
         InputError naming the argument, the expected and the given value.
     """
-    check_head(head)
-    choices = head == "BigBirdForMultipleChoice"
+    spec = head_spec(head)
+    choices = spec.choices
     rank = 3 if choices else 2
     dims = "(batch, num_choices, seq)" if choices else "(batch, seq)"
     if (input_ids is None) == (inputs_embeds is None):
@@ -175,7 +166,7 @@ def check_inputs(
         ) not in "bif":
             raise fail(InputError, "head_mask", f"an array of shape ({heads},) or ({layers}, {heads})", head_mask)
     if question_lengths is not None:
-        if head != "BigBirdForQuestionAnswering":
+        if not spec.question_lengths:
             raise fail(InputError, "question_lengths", "None (question answering only)", question_lengths)
         if (not hasattr(question_lengths, "shape") or _shape(question_lengths) not in ((shape[0],), (shape[0], 1))
                 or dtype_kind(question_lengths) != "i"):  # fmt: skip
@@ -218,56 +209,54 @@ def check_cross_inputs(config: BigBirdConfig, batch: int, encoder_hidden_states:
 def check_labels(config: BigBirdConfig, head: str, shapes: Shapes, labels: dict[str, Any]) -> dict[str, Any]:
     """Validate the label arguments of ``head``; returns those that are not None.
 
-    Rules (transformers' losses): token labels ``(batch, seq)`` in ``[0, vocab)`` or -100; sequence
+    Which arguments a head takes and their rules are its registry entry's (``HeadSpec.labels``,
+    ``HeadSpec.check_labels``): token labels ``(batch, seq)`` in ``[0, vocab)`` or ``IGNORE_INDEX``; sequence
     classification by ``problem_type`` (integer classes ``(batch,)``, regression or multi-label floats);
     multiple choice ``(batch,)`` in ``[0, num_choices)``; QA positions ``(batch,)``, non-negative, given
     together (positions past the end are ignored, as in transformers).
     """
-    allowed = LABEL_ARGS[check_head(head)]
+    spec = head_spec(head)
+    allowed = spec.labels
     for key in labels:
         if key not in allowed:
             expected = f"one of {', '.join(allowed)}" if allowed else "no label argument"
             raise fail(InputError, key, f"{expected} for {head}", "an unknown keyword")
     given = {k: v for k, v in labels.items() if v is not None}
-    b, seq = shapes.batch, shapes.seq_len
     for key, y in given.items():
         if not hasattr(y, "shape") or dtype_kind(y) == "?":
             raise fail(InputError, key, "an array", y)
-    if head in ("BigBirdForPreTraining", "BigBirdForMaskedLM", "BigBirdForCausalLM"):
-        if "labels" in given:
-            _class_ids("labels", given["labels"], ((b, seq),), config.vocab_size)
-        if "next_sentence_label" in given:
-            _class_ids("next_sentence_label", given["next_sentence_label"], ((b,), (b, 1)), 2)
-    elif head == "BigBirdForTokenClassification" and "labels" in given:
-        _class_ids("labels", given["labels"], ((b, seq),), config.num_labels)
-    elif head == "BigBirdForMultipleChoice" and "labels" in given:
-        _class_ids("labels", given["labels"], ((b,), (b, 1)), shapes.num_choices or 1)
-    elif head == "BigBirdForSequenceClassification" and "labels" in given:
-        _sequence_labels(config, given["labels"], b)
-    elif head == "BigBirdForQuestionAnswering" and given:
-        for key in ("start_positions", "end_positions"):
-            if key not in given:
-                other = "end_positions" if key == "start_positions" else "start_positions"
-                raise fail(InputError, key, f"an array given together with {other}", None)
-            y = given[key]
-            if dtype_kind(y) != "i" or _shape(y) not in ((b,), (b, 1)):
-                raise fail(InputError, key, f"an integer array of shape ({b},) or ({b}, 1)", y)
-            _values(key, y, 0, float("inf"), text="non-negative positions")
+    spec.check_labels(config, shapes, given)
     return given
 
 
-def _class_ids(name: str, y: Any, shapes: tuple[tuple[int, ...], ...], classes: int) -> None:
+def check_positions(given: dict[str, Any], names: tuple[str, str], batch: int) -> None:
+    """Span positions (question answering): both or neither, integers ``(batch,)`` or ``(batch, 1)``, >= 0."""
+    if not given:
+        return
+    for key in names:
+        if key not in given:
+            other = names[1] if key == names[0] else names[0]
+            raise fail(InputError, key, f"an array given together with {other}", None)
+        y = given[key]
+        if dtype_kind(y) != "i" or _shape(y) not in ((batch,), (batch, 1)):
+            raise fail(InputError, key, f"an integer array of shape ({batch},) or ({batch}, 1)", y)
+        _values(key, y, 0, float("inf"), text="non-negative positions")
+
+
+def check_class_ids(name: str, y: Any, shapes: tuple[tuple[int, ...], ...], classes: int) -> None:
+    """Integer class ids of one of ``shapes`` in ``[0, classes)`` or ``IGNORE_INDEX``."""
     text = " or ".join(str(s) for s in shapes)
     if dtype_kind(y) != "i" or _shape(y) not in shapes:
         raise fail(InputError, name, f"an integer array of shape {text}", y)
     _values(name, y, 0, classes, extra=(IGNORE_INDEX,), text=f"class ids in [0, {classes}) or {IGNORE_INDEX}")
 
 
-def _sequence_labels(config: BigBirdConfig, y: Any, b: int) -> None:
+def check_sequence_labels(config: BigBirdConfig, y: Any, b: int) -> None:
+    """Sequence-classification labels by transformers' ``problem_type`` rule."""
     problem = config.problem_type_for(dtype_kind(y) == "i")
     n = config.num_labels
     if problem == "single_label_classification":
-        _class_ids("labels", y, ((b,), (b, 1)), n)
+        check_class_ids("labels", y, ((b,), (b, 1)), n)
     elif problem == "regression":
         shapes = ((b,), (b, 1)) if n == 1 else ((b, n),)
         if dtype_kind(y) not in "if" or _shape(y) not in shapes:

@@ -15,51 +15,19 @@ from typing import Any
 import numpy as np
 
 from .config import BigBirdConfig
-from .errors import CheckpointError, InputError, fail
+from .errors import CheckpointError
+from .head_specs import HEADS, TIED_DECODER_WEIGHT  # noqa: F401  (HEADS re-exported)
+from .params import ParamSpec, linear_params, norm_params
+from .registry import check_head, head_spec  # noqa: F401  (check_head re-exported)
 
-HEADS = (
-    "BigBirdModel",
-    "BigBirdForPreTraining",
-    "BigBirdForMaskedLM",
-    "BigBirdForCausalLM",
-    "BigBirdForSequenceClassification",
-    "BigBirdForMultipleChoice",
-    "BigBirdForTokenClassification",
-    "BigBirdForQuestionAnswering",
-)
 BODY_PREFIX = "bert."
 log = logging.getLogger("bigbird")
-TIED_DECODER_WEIGHT = "cls.predictions.decoder.weight"
 TIED_DECODER_BIAS = "cls.predictions.decoder.bias"
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter: its canonical name, shape and how it is initialised ('normal', 'zeros', 'ones')."""
-
-    name: str
-    shape: tuple[int, ...]
-    init: str
-
-
-def check_head(head: str) -> str:
-    if head not in HEADS:
-        raise fail(InputError, "head", f"one of {', '.join(HEADS)}", repr(head))
-    return head
 
 
 def default_pooler(head: str) -> bool:
     """Whether ``head`` has a pooler by default (QA does not: ``add_pooling_layer=False``)."""
-    return check_head(head) != "BigBirdForQuestionAnswering"
-
-
-def _linear(name: str, n_out: int, n_in: int, bias: bool = True) -> list[ParamSpec]:
-    out = [ParamSpec(f"{name}.weight", (n_out, n_in), "normal")]
-    return out + [ParamSpec(f"{name}.bias", (n_out,), "zeros")] if bias else out
-
-
-def _norm(name: str, width: int) -> list[ParamSpec]:
-    return [ParamSpec(f"{name}.weight", (width,), "ones"), ParamSpec(f"{name}.bias", (width,), "zeros")]
+    return head_spec(head).pooler
 
 
 def _body(c: BigBirdConfig, pooler: bool) -> list[ParamSpec]:
@@ -68,52 +36,23 @@ def _body(c: BigBirdConfig, pooler: bool) -> list[ParamSpec]:
         ParamSpec("embeddings.word_embeddings.weight", (c.vocab_size, h), "normal"),
         ParamSpec("embeddings.position_embeddings.weight", (c.max_position_embeddings, h), "normal"),
         ParamSpec("embeddings.token_type_embeddings.weight", (c.type_vocab_size, h), "normal"),
-        *_norm("embeddings.LayerNorm", h),
+        *norm_params("embeddings.LayerNorm", h),
     ]
     for i in range(c.num_hidden_layers):
         p = f"encoder.layer.{i}."
         for proj in ("query", "key", "value"):
-            specs += _linear(p + f"attention.self.{proj}", h, h, bias=c.use_bias)
-        specs += _linear(p + "attention.output.dense", h, h) + _norm(p + "attention.output.LayerNorm", h)
+            specs += linear_params(p + f"attention.self.{proj}", h, h, bias=c.use_bias)
+        specs += linear_params(p + "attention.output.dense", h, h) + norm_params(p + "attention.output.LayerNorm", h)
         if c.add_cross_attention:  # decoders: attention to the encoder's hidden states (transformers' names)
             for proj in ("query", "key", "value"):
-                specs += _linear(p + f"crossattention.self.{proj}", h, h, bias=c.use_bias)
-            specs += _linear(p + "crossattention.output.dense", h, h)
-            specs += _norm(p + "crossattention.output.LayerNorm", h)
-        specs += _linear(p + "intermediate.dense", c.intermediate_size, h)
-        specs += _linear(p + "output.dense", h, c.intermediate_size) + _norm(p + "output.LayerNorm", h)
+                specs += linear_params(p + f"crossattention.self.{proj}", h, h, bias=c.use_bias)
+            specs += linear_params(p + "crossattention.output.dense", h, h)
+            specs += norm_params(p + "crossattention.output.LayerNorm", h)
+        specs += linear_params(p + "intermediate.dense", c.intermediate_size, h)
+        specs += linear_params(p + "output.dense", h, c.intermediate_size) + norm_params(p + "output.LayerNorm", h)
     if pooler:
-        specs += _linear("pooler", h, h)
+        specs += linear_params("pooler", h, h)
     return specs
-
-
-def _mlm(c: BigBirdConfig) -> list[ParamSpec]:
-    specs = _linear("cls.predictions.transform.dense", c.hidden_size, c.hidden_size)
-    specs += _norm("cls.predictions.transform.LayerNorm", c.hidden_size)
-    specs += [ParamSpec("cls.predictions.bias", (c.vocab_size,), "zeros")]
-    if not c.tie_word_embeddings:
-        specs += [ParamSpec(TIED_DECODER_WEIGHT, (c.vocab_size, c.hidden_size), "normal")]
-    return specs
-
-
-def _head(c: BigBirdConfig, head: str) -> list[ParamSpec]:
-    h = c.hidden_size
-    if head == "BigBirdForPreTraining":
-        return _mlm(c) + _linear("cls.seq_relationship", 2, h)
-    if head in ("BigBirdForMaskedLM", "BigBirdForCausalLM"):
-        return _mlm(c)
-    if head == "BigBirdForSequenceClassification":
-        return _linear("classifier.dense", h, h) + _linear("classifier.out_proj", c.num_labels, h)
-    if head == "BigBirdForMultipleChoice":
-        return _linear("classifier", 1, h)
-    if head == "BigBirdForTokenClassification":
-        return _linear("classifier", c.num_labels, h)
-    if head == "BigBirdForQuestionAnswering":
-        specs = _linear("qa_classifier.intermediate.dense", c.intermediate_size, h)
-        specs += _linear("qa_classifier.output.dense", h, c.intermediate_size)
-        specs += _norm("qa_classifier.output.LayerNorm", h)
-        return specs + _linear("qa_classifier.qa_outputs", 2, h)
-    return []
 
 
 def param_specs(config: BigBirdConfig, head: str, add_pooling_layer: bool | None = None) -> list[ParamSpec]:
@@ -123,11 +62,10 @@ def param_specs(config: BigBirdConfig, head: str, add_pooling_layer: bool | None
         >>> [s.name for s in param_specs(BigBirdConfig(num_hidden_layers=1), "BigBirdModel")][:2]
         ['embeddings.word_embeddings.weight', 'embeddings.position_embeddings.weight']
     """
-    check_head(head)
-    pooler = default_pooler(head) if add_pooling_layer is None else add_pooling_layer
-    prefix = "" if head == "BigBirdModel" else BODY_PREFIX
-    body = [ParamSpec(prefix + s.name, s.shape, s.init) for s in _body(config, pooler)]
-    return body + _head(config, head)
+    spec = head_spec(head)
+    pooler = spec.pooler if add_pooling_layer is None else add_pooling_layer
+    body = [ParamSpec(spec.body_prefix + s.name, s.shape, s.init) for s in _body(config, pooler)]
+    return body + spec.params(config)
 
 
 def init_params(
@@ -161,9 +99,10 @@ class LoadReport:
 def _adapt_prefix(state: dict[str, np.ndarray], head: str) -> dict[str, np.ndarray]:
     """Move a checkpoint between the base model (no prefix) and a head (``bert.`` body)."""
     has_prefix = any(k.startswith(BODY_PREFIX) for k in state)
-    if head == "BigBirdModel" and has_prefix:
+    bare = head_spec(head).body_prefix == ""
+    if bare and has_prefix:
         return {k[len(BODY_PREFIX) :] if k.startswith(BODY_PREFIX) else k: v for k, v in state.items()}
-    if head != "BigBirdModel" and not has_prefix:
+    if not bare and not has_prefix:
         body = ("embeddings.", "encoder.", "pooler.")
         return {BODY_PREFIX + k if k.startswith(body) else k: v for k, v in state.items()}
     return state

@@ -5,39 +5,40 @@ for ``import bigbird_flax as bb`` switches backends. The linen modules (``FlaxBi
 ``FlaxBigBirdFor*Module``) run the same computation on their own, inside a user's module.
 """
 
-from typing import Any
-
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from bigbird_core import BigBirdConfig
 from bigbird_core.encoder_decoder import EncoderDecoderConfig
 from bigbird_core.errors import BigBirdError, CheckpointError, ConfigError, InputError
 
 from . import convert, pytrees  # noqa: F401  (registers flax_model.msgpack and the output pytrees)
+from .convert import from_canonical, to_canonical
 from .encoder_decoder import FlaxBigBirdEncoderDecoderModel
 from .heads import (
-    MODEL_CLASSES,
-    FlaxBigBirdForCausalLM,
+    HEAD_MODULES,
     FlaxBigBirdForCausalLMModule,
-    FlaxBigBirdForMaskedLM,
     FlaxBigBirdForMaskedLMModule,
-    FlaxBigBirdForMultipleChoice,
     FlaxBigBirdForMultipleChoiceModule,
-    FlaxBigBirdForPreTraining,
     FlaxBigBirdForPreTrainingModule,
-    FlaxBigBirdForQuestionAnswering,
     FlaxBigBirdForQuestionAnsweringModule,
-    FlaxBigBirdForSequenceClassification,
     FlaxBigBirdForSequenceClassificationModule,
-    FlaxBigBirdForTokenClassification,
     FlaxBigBirdForTokenClassificationModule,
-    FlaxBigBirdModel,
-    FlaxBigBirdPreTrainedModel,
 )
 from .model import DATA_PARALLEL_RULES, TENSOR_PARALLEL_RULES, FlaxBigBirdModule  # noqa: F401
 from .plans import draw_plan
+from .pretrained import (
+    MODEL_CLASSES,
+    FlaxBigBirdForCausalLM,
+    FlaxBigBirdForMaskedLM,
+    FlaxBigBirdForMultipleChoice,
+    FlaxBigBirdForPreTraining,
+    FlaxBigBirdForQuestionAnswering,
+    FlaxBigBirdForSequenceClassification,
+    FlaxBigBirdForTokenClassification,
+    FlaxBigBirdModel,
+    FlaxBigBirdPreTrainedModel,
+    asarray,
+    model_class,
+    runner,
+)
 
 NAME = "flax"
 
@@ -51,31 +52,6 @@ BigBirdForTokenClassification = FlaxBigBirdForTokenClassification
 BigBirdForQuestionAnswering = FlaxBigBirdForQuestionAnswering
 BigBirdPreTrainedModel = FlaxBigBirdPreTrainedModel
 
-_DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-
-
-def asarray(x: Any) -> jnp.ndarray:
-    """A JAX array of ``x`` (the same function exists in every backend)."""
-    return jnp.asarray(np.asarray(x))
-
-
-def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False, **config_overrides):
-    """Load ``head`` from ``directory`` and return a function of NumPy inputs (same name in every backend).
-
-    float64 runs inside ``jax.enable_x64`` for each call only: the process-wide setting is left alone.
-    """
-    x64 = dtype == "float64"
-    with jax.enable_x64(x64):
-        model = MODEL_CLASSES[head].from_pretrained(directory, dtype=_DTYPES[dtype], **config_overrides)
-        if x64:
-            model.params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), model.params)
-
-    def run(**inputs):
-        with jax.enable_x64(x64):
-            return model(**{k: asarray(v) for k, v in inputs.items()}, train=train)
-
-    return run
-
 
 __all__ = [
     "BigBirdConfig", "BigBirdError", "CheckpointError", "ConfigError", "InputError", "MODEL_CLASSES", "NAME",
@@ -88,4 +64,5 @@ __all__ = [
     "FlaxBigBirdForCausalLMModule", "FlaxBigBirdForSequenceClassificationModule",
     "FlaxBigBirdForMultipleChoiceModule", "FlaxBigBirdForTokenClassificationModule",
     "FlaxBigBirdForQuestionAnsweringModule", "draw_plan", "FlaxBigBirdEncoderDecoderModel", "EncoderDecoderConfig",
+    "model_class", "to_canonical", "from_canonical", "HEAD_MODULES",
 ]  # fmt: skip

@@ -1,6 +1,6 @@
 """JAX attention kernels: full attention and block-sparse attention over the core's layout.
 
-Same function names as ``bigbird_core.attention``. ``key_blocks`` may be a constant (a plan made by the
+Same function names and contract as ``bigbird_core.attention`` and ``bigbird_torch.attention``. ``key_blocks`` may be a constant (a plan made by the
 core) or traced (a plan drawn inside jit, see ``bigbird_flax.plans``); everything else about the layout
 is static. Scores are upcast to float32 for masking and softmax in bf16/fp16.
 """
@@ -103,9 +103,25 @@ def fast_block_sparse_attention(q, k, v, mask, key_blocks, slot_bias, block_size
     return ctx * mask[:, None, :, None].astype(ctx.dtype)
 
 
-def block_sparse_attention(q, k, v, mask, key_blocks, block_size: int, output_attentions: bool = False,
-                           slot_bias=None):  # fmt: skip
-    """BigBird ITC attention for one layer.
+def block_sparse_attention(q, k, v, mask, layout, *, layer: int, kernel: str = "auto",
+                           output_attentions: bool = False):  # fmt: skip
+    """BigBird ITC attention of ``layer`` over ``layout`` (a :class:`bigbird_flax.model.LayoutArrays`: the
+    core's layout as arrays), with the contract of ``bigbird_torch.attention.block_sparse_attention``.
+
+    ``kernel``: one of the core's names this backend runs ("auto" and "gather" are the same gather kernel
+    here); ``output_attentions`` runs the full layout and returns the exact dense probabilities.
+
+    Returns:
+        context ``(batch, heads, L, d)`` (padded query rows zeroed) and, when asked, the dense
+        probabilities ``(batch, heads, L, L)``.
+    """
+    bias = None if layout.slot_bias is None else layout.slot_bias[layer]
+    return layer_attention(q, k, v, mask, layout.key_blocks[layer], layout.block_size, output_attentions, bias)
+
+
+def layer_attention(q, k, v, mask, key_blocks, block_size: int, output_attentions: bool = False,
+                    slot_bias=None):  # fmt: skip
+    """BigBird ITC attention for one layer's key blocks (see :func:`block_sparse_attention`).
 
     Args:
         q, k, v: ``(batch, heads, L, d)``.

@@ -1,6 +1,6 @@
 """Flax <-> NumPy weights and ``flax_model.msgpack`` files (as transformers 4.x Flax writes them).
 
-Same function names as ``bigbird_torch.convert`` (``to_numpy``, ``from_numpy``, ``load_file``,
+Same function names as ``bigbird_torch.convert`` (``to_canonical``, ``from_canonical``, ``load_file``,
 ``save_file``); the canonical NumPy weights and every NumPy-readable format live in
 ``bigbird_core.checkpoint``, the name table in ``bigbird_core.weights``. Importing this module
 registers ``flax_model.msgpack`` with the core.
@@ -20,12 +20,12 @@ from bigbird_core.weights import from_flax_tree, to_flax_tree
 from flax import serialization
 
 
-def to_numpy(tree: dict) -> dict[str, np.ndarray]:
+def to_canonical(tree: dict) -> dict[str, np.ndarray]:
     """A transformers Flax parameter tree as canonical ``{name: ndarray}`` (dtypes kept)."""
     return from_flax_tree(jax.tree_util.tree_map(np.asarray, tree))
 
 
-def from_numpy(state: dict[str, np.ndarray]) -> dict:
+def from_canonical(state: dict[str, np.ndarray]) -> dict:
     """Canonical ``{name: ndarray}`` as a transformers Flax parameter tree of JAX arrays."""
     return jax.tree_util.tree_map(jnp.asarray, to_flax_tree(state))
 

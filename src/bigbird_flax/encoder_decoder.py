@@ -25,8 +25,8 @@ from bigbird_core.errors import InputError, fail
 from bigbird_core.rules import cross_entropy
 from bigbird_core.weights import LoadReport
 
-from .convert import from_numpy, to_numpy
-from .heads import FlaxBigBirdForCausalLM, FlaxBigBirdModel
+from .convert import from_canonical, to_canonical
+from .pretrained import FlaxBigBirdForCausalLM, FlaxBigBirdModel
 
 
 class FlaxBigBirdEncoderDecoderModel:
@@ -51,9 +51,9 @@ class FlaxBigBirdEncoderDecoderModel:
             self._set(*split_state(config, init_encoder_decoder(config, seed), seed=seed)[:3])
 
     def _set(self, encoder: dict, decoder: dict, projection: dict) -> None:
-        self.encoder.params = from_numpy(encoder)
-        self.decoder.params = from_numpy(decoder)
-        self.projection = from_numpy(projection).get(PROJECTION) if projection else None
+        self.encoder.params = from_canonical(encoder)
+        self.decoder.params = from_canonical(decoder)
+        self.projection = from_canonical(projection).get(PROJECTION) if projection else None
 
     @property
     def params(self) -> dict:
@@ -83,7 +83,7 @@ class FlaxBigBirdEncoderDecoderModel:
     def save_pretrained(self, save_directory: str | os.PathLike[str], params: dict | None = None,
                         safe_serialization: bool = False) -> None:  # fmt: skip
         """``config.json`` and ``flax_model.msgpack`` (or safetensors) in transformers' layout, atomically."""
-        write_checkpoint(os.fspath(save_directory), self.config, to_numpy(params or self.params),
+        write_checkpoint(os.fspath(save_directory), self.config, to_canonical(params or self.params),
                          "FlaxEncoderDecoderModel", "safetensors" if safe_serialization else "flax")  # fmt: skip
 
     # ---------------------------------------------------------------------------------- forward

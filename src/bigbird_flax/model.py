@@ -14,26 +14,50 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bigbird_core.activations import activation
 from bigbird_core.cache import fixed_cache_mask
 from bigbird_core.config import BigBirdConfig
+from bigbird_core.kernels import check_kernel
 from bigbird_core.layout import distinct_slot_bias, slot_key_blocks
-from bigbird_core.recipe import PreparedCall, finish_call, prepare_call
+from bigbird_core.recipe import BodyOutput, PreparedCall, finish_call, prepare_call
+from flax import struct
 
 from .attention import block_sparse_attention, full_attention
 from .plans import draw_plan
 from .sequence import shard_attention
 
-ACTIVATIONS = {
-    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-    "gelu_fast": lambda x: 0.5 * x * (1.0 + jnp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "relu": jax.nn.relu,
-    "silu": jax.nn.silu,
-    "swish": jax.nn.silu,
-    "tanh": jnp.tanh,
-    "linear": lambda x: x,
-}
+# JAX's kernel of each activation kind (the names and aliases are bigbird_core.activations')
+ACTIVATION_KINDS = {"gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+                    "gelu_erf": lambda x: jax.nn.gelu(x, approximate=False), "relu": jax.nn.relu,
+                    "silu": jax.nn.silu, "tanh": jnp.tanh}  # fmt: skip
+
+
+def act(name: str):
+    """The JAX function of activation ``name`` (``config.hidden_act``)."""
+    return activation(name, ACTIVATION_KINDS)
+
+
+@struct.dataclass
+class LayoutArrays:
+    """The core's block layout of a call as arrays, every layer: the merged slots (fast path: ``slot_bias``
+    given) or the full layout (exact dense probabilities, or a traced plan that may repeat blocks)."""
+
+    key_blocks: Any  # (layers, heads, n-2, S) key block of every slot
+    slot_bias: Any = None  # (layers, heads, n-2, S) log-multiplicity or -inf of merged slots; else None
+    block_size: int = struct.field(pytree_node=False, default=64)  # tokens per block
+
+
+@struct.dataclass
+class LayerContext:
+    """What every encoder layer needs of one call (a pytree: it passes through remat and jit)."""
+
+    mask: Any  # (B, K) attention mask in the softmax dtype
+    additive_mask: Any = None  # full attention: (B, 1, Lq, K); else None
+    cross_mask: Any = None  # cross-attention: (B, 1, 1, Le) additive; else None
+    encoder_hidden_states: Any = None  # cross-attention: (B, Le, hidden); else None
+    layout: LayoutArrays | None = None  # block-sparse: the layout of every layer; else None
+    sequence: Any = None  # inside shard_map: this shard's part of a sequence-parallel call (ShardedCall)
+    kernel: str = struct.field(pytree_node=False, default="auto")  # bigbird_core.kernels
 
 
 def dense(config: BigBirdConfig, features: int, name: str, dtype, use_bias: bool = True) -> nn.Dense:
@@ -83,7 +107,7 @@ class FlaxBigBirdSelfAttention(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, ctx: dict, key_blocks, head_mask, deterministic: bool, output_attentions: bool):
+    def __call__(self, x, ctx: LayerContext, layer: int, head_mask, deterministic: bool, output_attentions: bool):
         c = self.config
         batch, seq, _ = x.shape
 
@@ -96,18 +120,16 @@ class FlaxBigBirdSelfAttention(nn.Module):
             nn.with_logical_constraint(split(dense(c, c.hidden_size, name, self.dtype, c.use_bias)(x)), HEADS_ACT)
             for name in ("query", "key", "value")
         )
-        if "sequence" in ctx:  # this shard's blocks of a sequence split over devices (bigbird_flax.sequence)
-            plan = ctx["sequence"]["plan"]
-            out, probs = shard_attention(q, k, v, ctx["mask"], key_blocks, plan.shards, plan.axis), None
-        elif key_blocks is not None:
-            blocks, bias = key_blocks
-            out, probs = block_sparse_attention(
-                q, k, v, ctx["mask"], blocks, c.block_size, output_attentions, bias
-            )
+        if ctx.sequence is not None:  # this shard's blocks of a sequence split over devices (bigbird_flax.sequence)
+            plan, arrays = ctx.sequence.plan, {name: a[layer] for name, a in ctx.sequence.arrays.items()}
+            out, probs = shard_attention(q, k, v, ctx.mask, arrays, plan.shards, plan.axis), None
+        elif ctx.layout is not None:
+            out, probs = block_sparse_attention(q, k, v, ctx.mask, ctx.layout, layer=layer, kernel=ctx.kernel,
+                                                output_attentions=output_attentions)  # fmt: skip
         else:
-            additive = ctx["additive_mask"]
+            additive = ctx.additive_mask
             if c.is_decoder:
-                k, v, additive = self.fixed_cache(k, v, ctx["mask"], additive)
+                k, v, additive = self.fixed_cache(k, v, ctx.mask, additive)
             drop = nn.Dropout(c.attention_probs_dropout_prob)
             out, probs = full_attention(q, k, v, additive, head_mask,
                                         lambda p: drop(p, deterministic=deterministic))  # fmt: skip
@@ -144,9 +166,9 @@ class FlaxBigBirdCrossSelfAttention(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, ctx: dict, head_mask, deterministic: bool):
+    def __call__(self, x, ctx: LayerContext, head_mask, deterministic: bool):
         c = self.config
-        enc = ctx["encoder_hidden_states"].astype(self.dtype)
+        enc = ctx.encoder_hidden_states.astype(self.dtype)
 
         def split(t):
             return t.reshape(t.shape[0], t.shape[1], c.num_attention_heads, c.head_dim).transpose(0, 2, 1, 3)
@@ -164,7 +186,7 @@ class FlaxBigBirdCrossSelfAttention(nn.Module):
         else:
             k, v = project("key"), project("value")
         drop = nn.Dropout(c.attention_probs_dropout_prob)
-        out, probs = full_attention(q, k, v, ctx["cross_mask"], head_mask,
+        out, probs = full_attention(q, k, v, ctx.cross_mask, head_mask,
                                     lambda p: drop(p, deterministic=deterministic))  # fmt: skip
         return out.transpose(0, 2, 1, 3).reshape(x.shape), probs
 
@@ -209,9 +231,9 @@ class FlaxBigBirdAttention(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, ctx, key_blocks, head_mask, deterministic: bool, output_attentions: bool):
+    def __call__(self, x, ctx: LayerContext, layer: int, head_mask, deterministic: bool, output_attentions: bool):
         out, probs = FlaxBigBirdSelfAttention(self.config, self.dtype, name="self")(
-            x, ctx, key_blocks, head_mask, deterministic, output_attentions)  # fmt: skip
+            x, ctx, layer, head_mask, deterministic, output_attentions)  # fmt: skip
         return FlaxBigBirdResidualOutput(self.config, self.dtype, name="output")(out, x, deterministic), probs
 
 
@@ -221,7 +243,7 @@ class FlaxBigBirdIntermediate(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        h = ACTIVATIONS[self.config.hidden_act](dense(self.config, self.config.intermediate_size, "dense", self.dtype)(x))
+        h = act(self.config.hidden_act)(dense(self.config, self.config.intermediate_size, "dense", self.dtype)(x))
         return nn.with_logical_constraint(h, ("batch", None, "act_mlp"))
 
 
@@ -231,12 +253,12 @@ class FlaxBigBirdLayer(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x, ctx, key_blocks, head_mask, deterministic: bool = True, output_attentions: bool = False
+        self, x, ctx: LayerContext, layer: int, head_mask, deterministic: bool = True, output_attentions: bool = False
     ):
         x, probs = FlaxBigBirdAttention(self.config, self.dtype, name="attention")(
-            x, ctx, key_blocks, head_mask, deterministic, output_attentions)  # fmt: skip
+            x, ctx, layer, head_mask, deterministic, output_attentions)  # fmt: skip
         cross = None
-        if ctx.get("encoder_hidden_states") is not None:
+        if ctx.encoder_hidden_states is not None:
             x, cross = FlaxBigBirdCrossAttention(self.config, self.dtype, name="crossattention")(
                 x, ctx, head_mask, deterministic)  # fmt: skip
         h = FlaxBigBirdIntermediate(self.config, self.dtype, name="intermediate")(x)
@@ -249,28 +271,20 @@ class FlaxBigBirdLayerCollection(nn.Module):
     gradient_checkpointing: bool = False
 
     @nn.compact
-    def __call__(
-        self, x, ctx, key_blocks, head_masks, deterministic, output_attentions, output_hidden_states
-    ):
+    def __call__(self, x, ctx: LayerContext, head_masks, deterministic, output_attentions, output_hidden_states):
         layer_cls = FlaxBigBirdLayer
-        if self.gradient_checkpointing:
-            layer_cls = nn.remat(FlaxBigBirdLayer, static_argnums=(5, 6))  # deterministic, output_attentions
+        if self.gradient_checkpointing:  # layer, deterministic, output_attentions are static
+            layer_cls = nn.remat(FlaxBigBirdLayer, static_argnums=(2, 4, 5))
         hidden, attentions, crosses = [], [], []
         for i in range(self.config.num_hidden_layers):
             if output_hidden_states:
                 hidden.append(x)
-            if "sequence" in ctx:
-                kb = {name: a[i] for name, a in ctx["sequence"]["arrays"].items()}  # this shard's, layer i
-            elif key_blocks is None:
-                kb = None
-            else:
-                kb = (key_blocks[0][i], None if key_blocks[1] is None else key_blocks[1][i])
             hm = None if head_masks is None else head_masks[i][None, :, None, None]
             # activations stay sharded by example under a mesh with logical-axis rules ("batch" -> the data
             # axis): with FSDP, XLA then gathers the weights, not the activations (a no-op without rules)
             x = nn.with_logical_constraint(x, ("batch", None, "act_embed"))
             x, (probs, cross) = layer_cls(self.config, self.dtype, name=str(i))(
-                x, ctx, kb, hm, deterministic, output_attentions
+                x, ctx, i, hm, deterministic, output_attentions
             )
             if output_attentions:
                 attentions.append(probs)
@@ -292,18 +306,20 @@ class FlaxBigBirdEncoder(nn.Module):
         )
 
 
-def key_blocks_for(prep: PreparedCall, drawn: bool) -> tuple | None:
-    """The attention layout of a prepared call as ``(key_blocks, slot_bias)`` arrays, or None for full
-    attention: the core's merged slots (fast path), the full layout (exact dense probabilities, or a
-    traced plan that may repeat blocks), or a drawn plan's own layout (its blocks are distinct)."""
+def layout_arrays(prep: PreparedCall, drawn: bool) -> LayoutArrays | None:
+    """The attention layout of a prepared call as arrays, or None for full attention: the core's merged slots
+    (fast path), the full layout (exact dense probabilities, or a traced plan that may repeat blocks), or a
+    drawn plan's own layout (its blocks are distinct)."""
+    b = prep.config.block_size
     if prep.layout is not None:
         if prep.output_attentions:
-            return jnp.asarray(prep.layout.layout.key_blocks), None
+            return LayoutArrays(jnp.asarray(prep.layout.layout.key_blocks), block_size=b)
         merged = prep.layout.compact
-        return jnp.asarray(merged.key_blocks), jnp.asarray(merged.slot_bias, jnp.float32)
+        return LayoutArrays(jnp.asarray(merged.key_blocks), jnp.asarray(merged.slot_bias, jnp.float32), b)
     if prep.plan is not None:
         blocks = slot_key_blocks(jnp.asarray(prep.plan, jnp.int32))
-        return blocks, (distinct_slot_bias(blocks) if drawn and not prep.output_attentions else None)
+        bias = distinct_slot_bias(blocks) if drawn and not prep.output_attentions else None
+        return LayoutArrays(blocks, bias, b)
     return None
 
 
@@ -347,6 +363,7 @@ class FlaxBigBirdModule(nn.Module):
     dtype: jnp.dtype = jnp.float32
     add_pooling_layer: bool = True
     gradient_checkpointing: bool = False
+    kernel: str = "auto"  # the block-sparse kernel (bigbird_core.kernels)
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                  inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None,
@@ -361,7 +378,7 @@ class FlaxBigBirdModule(nn.Module):
         return finish_call(prep, self.run(prep, deterministic, drawn))
 
     @nn.compact
-    def run(self, prep: PreparedCall, deterministic: bool = True, drawn: bool = False, sequence=None) -> dict:
+    def run(self, prep: PreparedCall, deterministic: bool = True, drawn: bool = False, sequence=None) -> BodyOutput:
         """Embeddings, encoder and pooler on a call prepared by the core (the sequence is not cut back).
 
         ``sequence``: inside ``shard_map``, this shard's part of a sequence-parallel call (see
@@ -375,17 +392,16 @@ class FlaxBigBirdModule(nn.Module):
             extra, _ = embeddings(pad["input_ids"], pad["token_type_ids"], pad["position_ids"], None, deterministic)
             embeds = prep.full_embeds(extra)
         x, table = embeddings(prep.input_ids, prep.token_type_ids, prep.position_ids, embeds, deterministic)
-        ctx = {"mask": prep.attention_mask, "additive_mask": prep.additive_mask, "cross_mask": prep.cross_mask,
-               "encoder_hidden_states": prep.encoder_hidden_states}  # fmt: skip
-        if sequence is not None:
-            ctx["sequence"] = sequence
+        ctx = LayerContext(mask=prep.attention_mask, additive_mask=prep.additive_mask, cross_mask=prep.cross_mask,
+                           encoder_hidden_states=prep.encoder_hidden_states, sequence=sequence,
+                           layout=None if sequence is not None else layout_arrays(prep, drawn),
+                           kernel=check_kernel(self.kernel, "flax"))  # fmt: skip
         x, hidden, attentions, crosses = FlaxBigBirdEncoder(c, self.dtype, self.gradient_checkpointing, name="encoder")(
-            x, ctx, None if sequence is not None else key_blocks_for(prep, drawn), prep.head_mask, deterministic, prep.output_attentions,
-            prep.output_hidden_states)  # fmt: skip
+            x, ctx, prep.head_mask, deterministic, prep.output_attentions, prep.output_hidden_states)  # fmt: skip
         pooled = None
         if self.add_pooling_layer:
             pooled = jnp.tanh(dense(c, c.hidden_size, "pooler", self.dtype)(x[:, 0]))
-        return dict(sequence_output=x, pooled=pooled, hidden_states=hidden if prep.output_hidden_states else None,
-                    attentions=attentions if prep.output_attentions else None, word_embeddings=table,
-                    cross_attentions=crosses if prep.output_attentions and prep.encoder_hidden_states is not None
-                    else None)  # fmt: skip
+        with_cross = prep.output_attentions and prep.encoder_hidden_states is not None
+        return BodyOutput(x, pooled, hidden_states=hidden if prep.output_hidden_states else None,
+                          attentions=attentions if prep.output_attentions else None,
+                          cross_attentions=crosses if with_cross else None, word_embeddings=table)  # fmt: skip

@@ -18,8 +18,9 @@ from jax.sharding import PartitionSpec as P
 
 from bigbird_core import sequence as core
 from bigbird_core.errors import InputError, fail
-from bigbird_core.recipe import finish_call, prepare_call
+from bigbird_core.recipe import BodyOutput, finish_call, prepare_call
 from bigbird_core.sequence import SequenceShards, sequence_layout, sequence_shards  # noqa: F401  (re-exported)
+from flax import struct
 
 
 class _Comm:
@@ -105,6 +106,14 @@ class _Plan:
         self.shards, self.axis = shards, axis
 
 
+@struct.dataclass
+class ShardedCall:
+    """This shard's part of a sequence-parallel call, as the body's layers read it (a pytree)."""
+
+    arrays: dict[str, Any]  # the core's per-shard arrays, every layer: (layers, ...) each
+    plan: _Plan  # static: the exchange plan and the mesh axis
+
+
 def sequence_parallel_apply(module: Any, variables: Any, mesh: Mesh, input_ids: Any, attention_mask: Any = None,
                             token_type_ids: Any = None, position_ids: Any = None, *, axis: str = "seq",
                             deterministic: bool = True, plan: Any = None,
@@ -149,10 +158,10 @@ def sequence_parallel_apply(module: Any, variables: Any, mesh: Mesh, input_ids: 
                                    attention_mask=mask)  # this shard's tokens; the whole mask  # fmt: skip
         if rngs:
             rngs = {name: jax.random.fold_in(key, jax.lax.axis_index(axis)) for name, key in rngs.items()}
-        out = module.apply(variables, mine, deterministic, False, {"arrays": local, "plan": static}, method="run",
+        out = module.apply(variables, mine, deterministic, False, ShardedCall(local, static), method="run",
                            rngs=rngs)  # fmt: skip
-        pooled = out["pooled"]  # from this shard's first token: shard 0's is the model's
-        return out["sequence_output"], (None if pooled is None else pooled[None])
+        pooled = out.pooled  # from this shard's first token: shard 0's is the model's
+        return out.sequence_output, (None if pooled is None else pooled[None])
 
     tok = P(None, axis)
     run = jax.shard_map(
@@ -162,4 +171,4 @@ def sequence_parallel_apply(module: Any, variables: Any, mesh: Mesh, input_ids: 
     )  # fmt: skip
     sequence_output, pooled = run(variables, prep.input_ids, prep.token_type_ids, prep.position_ids,
                                   prep.attention_mask, arrays, rngs or {})  # fmt: skip
-    return finish_call(prep, dict(sequence_output=sequence_output, pooled=None if pooled is None else pooled[0]))
+    return finish_call(prep, BodyOutput(sequence_output, None if pooled is None else pooled[0]))

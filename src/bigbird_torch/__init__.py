@@ -5,6 +5,7 @@ from bigbird_core.encoder_decoder import EncoderDecoderConfig
 from bigbird_core.errors import BigBirdError, CheckpointError, ConfigError, InputError
 
 from . import convert, pytrees  # noqa: F401  (registers pytorch_model.bin and the output pytrees)
+from .convert import from_canonical, to_canonical
 from .encoder_decoder import BigBirdEncoderDecoderModel
 from .heads import (
     MODEL_CLASSES,
@@ -18,6 +19,7 @@ from .heads import (
     BigBirdModel,
     BigBirdPreTrainedModel,
     asarray,
+    model_class,
     runner,
 )
 
@@ -28,5 +30,5 @@ __all__ = [
     "BigBirdModel", "BigBirdForPreTraining", "BigBirdForMaskedLM", "BigBirdForCausalLM",
     "BigBirdForSequenceClassification", "BigBirdForMultipleChoice", "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering", "BigBirdPreTrainedModel", "asarray", "runner", "BigBirdEncoderDecoderModel",
-    "EncoderDecoderConfig",
+    "EncoderDecoderConfig", "model_class", "to_canonical", "from_canonical",
 ]  # fmt: skip

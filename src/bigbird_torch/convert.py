@@ -1,6 +1,6 @@
 """Torch <-> NumPy weights and ``pytorch_model.bin`` files, dtypes kept.
 
-Same function names as ``bigbird_flax.convert`` (``to_numpy``, ``from_numpy``, ``load_file``,
+Same function names as ``bigbird_flax.convert`` (``to_canonical``, ``from_canonical``, ``load_file``,
 ``save_file``); the canonical NumPy weights and every NumPy-readable format live in
 ``bigbird_core.checkpoint``. Importing this module registers ``pytorch_model.bin`` with the core.
 """
@@ -16,7 +16,7 @@ from bigbird_core.checkpoint import BF16, TORCH_BIN, is_bf16, register_format
 from bigbird_core.errors import CheckpointError
 
 
-def to_numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+def to_canonical(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """A ``state_dict`` as canonical ``{name: ndarray}``, bit-exact (bf16 as ``ml_dtypes.bfloat16``)."""
     out = {}
     for name, value in state.items():
@@ -29,7 +29,7 @@ def to_numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return out
 
 
-def from_numpy(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def from_canonical(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """Canonical ``{name: ndarray}`` as a ``state_dict``, bit-exact (bf16 included)."""
     out = {}
     for name, value in state.items():
@@ -43,7 +43,7 @@ def from_numpy(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 def save_file(path: str, state: dict[str, np.ndarray]) -> None:
     """Write ``pytorch_model.bin`` (tensors only, so ``torch.load(weights_only=True)`` reads it)."""
-    torch.save(from_numpy(state), path)
+    torch.save(from_canonical(state), path)
 
 
 def read_file(fh: BinaryIO, path: str) -> dict[str, np.ndarray]:
@@ -59,7 +59,7 @@ def read_file(fh: BinaryIO, path: str) -> dict[str, np.ndarray]:
     for name, value in state.items():
         if not isinstance(name, str) or not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
-    return to_numpy(state)
+    return to_canonical(state)
 
 
 def load_file(path: str) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from bigbird_core.rules import cross_entropy
 from bigbird_core.weights import LoadReport
 from torch import nn
 
+from .convert import to_canonical
 from .heads import BigBirdForCausalLM, BigBirdModel, torch_dtype_of
 
 
@@ -82,7 +83,7 @@ class BigBirdEncoderDecoderModel(nn.Module):
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], safe_serialization: bool = True) -> None:
         """transformers' layout (``encoder.*``, ``decoder.*``), written atomically."""
-        state = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+        state = to_canonical(self.state_dict())  # bit-exact, bfloat16 included
         write_checkpoint(os.fspath(save_directory), self.config, state, "EncoderDecoderModel",
                          "safetensors" if safe_serialization else "torch-bin")  # fmt: skip
 

@@ -14,24 +14,40 @@ from typing import Any
 from torch.utils.checkpoint import checkpoint
 
 import torch
+from bigbird_core.activations import activation
 from bigbird_core.config import BigBirdConfig
-from bigbird_core.recipe import PreparedCall
+from bigbird_core.recipe import BodyOutput, PreparedCall
 from torch import nn
 
-from .attention import block_sparse_attention, full_attention, layout_tensors
+from .attention import block_sparse_attention, full_attention
+from .layouts import LayoutTensors, ModelLayouts
 from .sequence import sequence_parallel_attention
 
-ACTIVATIONS = {
-    "gelu_new": lambda x: nn.functional.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: nn.functional.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
-    "gelu": nn.functional.gelu,
-    "relu": nn.functional.relu,
-    "silu": nn.functional.silu,
-    "swish": nn.functional.silu,
-    "tanh": torch.tanh,
-    "linear": lambda x: x,
-}
+# torch's kernel of each activation kind (the names and aliases are bigbird_core.activations')
+ACTIVATION_KINDS = {"gelu_tanh": lambda x: nn.functional.gelu(x, approximate="tanh"), "gelu_erf": nn.functional.gelu,
+                    "relu": nn.functional.relu, "silu": nn.functional.silu, "tanh": torch.tanh}  # fmt: skip
+
+
+def act(name: str):
+    """The torch function of activation ``name`` (``config.hidden_act``)."""
+    return activation(name, ACTIVATION_KINDS)
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    """What every encoder layer needs of one call, decided before the first layer runs."""
+
+    mask: torch.Tensor  # (B, K) attention mask in the softmax dtype
+    additive_mask: torch.Tensor | None  # full attention: (B, 1, Lq, K); block-sparse: None
+    layout: LayoutTensors | None  # block-sparse: the core's layout on this device; else None
+    kernel: str  # the block-sparse kernel (bigbird_core.kernels)
+    head_masks: tuple[torch.Tensor | None, ...]  # per layer (1, heads, 1, 1) multipliers, or None
+    output_attentions: bool
+    use_cache: bool
+    encoder_hidden_states: torch.Tensor | None = None  # cross-attention: (B, Le, hidden) in the model's dtype
+    cross_mask: torch.Tensor | None = None  # cross-attention: (B, 1, 1, Le) additive
+    sequence: Any = None  # a sequence-parallel call: (shards, process group) (bigbird_torch.sequence)
+    compiled: Any = None  # compiled dense parts (CompiledLayers, see set_compiled_layers), or None
 
 
 class BigBirdEmbeddings(nn.Module):
@@ -72,24 +88,23 @@ class BigBirdSelfAttention(nn.Module):
         b, seq, _ = x.shape
         return x.view(b, seq, self.heads, self.head_dim).transpose(1, 2)  # (B, H, L, d)
 
-    def forward(self, x, ctx: dict[str, Any], layer: int, past=None):
+    def forward(self, x, ctx: LayerContext, layer: int, past=None):
         q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
         return self.attend(q, k, v, ctx, layer, past)
 
-    def attend(self, q, k, v, ctx: dict[str, Any], layer: int, past=None):
+    def attend(self, q, k, v, ctx: LayerContext, layer: int, past=None):
         """The attention of projected ``(B, H, L, d)`` queries, keys and values (``past`` prepended)."""
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        present = (k, v) if ctx["use_cache"] else None
-        if ctx.get("sequence") is not None:  # this rank's blocks of a sequence split over ranks
-            shards, group = ctx["sequence"]
-            out, probs = sequence_parallel_attention(q, k, v, ctx["mask"], shards, layer, group), None
-        elif ctx["layout"] is not None:
-            out, probs = block_sparse_attention(
-                q, k, v, ctx["mask"], ctx["layout"], layer, ctx["output_attentions"], ctx["kernel"]
-            )
+        present = (k, v) if ctx.use_cache else None
+        if ctx.sequence is not None:  # this rank's blocks of a sequence split over ranks
+            shards, group = ctx.sequence
+            out, probs = sequence_parallel_attention(q, k, v, ctx.mask, shards, layer, group), None
+        elif ctx.layout is not None:
+            out, probs = block_sparse_attention(q, k, v, ctx.mask, ctx.layout, layer=layer, kernel=ctx.kernel,
+                                                output_attentions=ctx.output_attentions)  # fmt: skip
         else:
-            out, probs = full_attention(q, k, v, ctx["additive_mask"], ctx["head_masks"][layer], self.dropout)
+            out, probs = full_attention(q, k, v, ctx.additive_mask, ctx.head_masks[layer], self.dropout)
         b, _, seq, _ = out.shape
         return out.transpose(1, 2).reshape(b, seq, -1), probs, present  # (B, L, hidden)
 
@@ -118,7 +133,7 @@ class BigBirdIntermediate(nn.Module):
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = ACTIVATIONS[config.hidden_act]
+        self.act = act(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.dense(x))
@@ -133,7 +148,7 @@ class BigBirdLayer(nn.Module):
         self.intermediate = BigBirdIntermediate(config)
         self.output = BigBirdResidualOutput(config, config.intermediate_size)
 
-    def cross(self, x, ctx: dict[str, Any], layer: int, past=None):
+    def cross(self, x, ctx: LayerContext, layer: int, past=None):
         """Cross-attention of ``x`` over the encoder's hidden states (keys and values from ``past[2:]`` when the
         cache holds them): the new ``x``, the probabilities and the cross keys and values."""
         sa = self.crossattention.self
@@ -141,20 +156,20 @@ class BigBirdLayer(nn.Module):
         if past is not None and len(past) == 4:
             k, v = past[2], past[3]
         else:
-            enc = ctx["encoder_hidden_states"]
+            enc = ctx.encoder_hidden_states
             k, v = sa._split(sa.key(enc)), sa._split(sa.value(enc))
-        out, probs = full_attention(q, k, v, ctx["cross_mask"], ctx["head_masks"][layer], sa.dropout)
+        out, probs = full_attention(q, k, v, ctx.cross_mask, ctx.head_masks[layer], sa.dropout)
         b, _, seq, _ = out.shape
         return self.crossattention.output(out.transpose(1, 2).reshape(b, seq, -1), x), probs, (k, v)
 
-    def forward(self, x, ctx: dict[str, Any], layer: int, past=None):
+    def forward(self, x, ctx: LayerContext, layer: int, past=None):
         """One layer: ``(x, self-attention probabilities, cache entry, cross-attention probabilities)``."""
-        compiled = ctx.get("compiled")
-        if compiled is None or ctx["encoder_hidden_states"] is not None:
+        compiled = ctx.compiled
+        if compiled is None or ctx.encoder_hidden_states is not None:
             attn, probs, present = self.attention.self(x, ctx, layer, past)
             x = self.attention.output(attn, x)
             cross_probs = None
-            if ctx["encoder_hidden_states"] is not None:
+            if ctx.encoder_hidden_states is not None:
                 x, cross_probs, cross_kv = self.cross(x, ctx, layer, past)
                 present = None if present is None else present + cross_kv
             return self.output(self.intermediate(x), x), probs, present, cross_probs
@@ -204,7 +219,7 @@ class CompiledLayers:
 @functools.cache
 def compiled_layers(mode: str, hidden_act: str, eps: float) -> CompiledLayers:
     """The compiled dense parts for one mode, activation and LayerNorm epsilon (made once per process)."""
-    finish = functools.partial(_finish, ACTIVATIONS[hidden_act], eps)
+    finish = functools.partial(_finish, act(hidden_act), eps)
     return CompiledLayers(torch.compile(_project, mode=mode, dynamic=False),
                           torch.compile(finish, mode=mode, dynamic=False))  # fmt: skip
 
@@ -216,22 +231,22 @@ class BigBirdEncoder(nn.Module):
         self.gradient_checkpointing = False
         self.checkpoint_kwargs: dict[str, Any] = {"use_reentrant": False}
 
-    def forward(self, x, ctx: dict[str, Any], past_key_values=None):
+    def forward(self, x, ctx: LayerContext, past_key_values=None, output_hidden_states: bool = False):
         hidden, attentions, presents, crosses = [], [], [], []
         for i, layer in enumerate(self.layer):
-            if ctx["output_hidden_states"]:
+            if output_hidden_states:
                 hidden.append(x)
             past = None if past_key_values is None else past_key_values[i]
             if self.gradient_checkpointing and self.training:
                 x, probs, present, cross = checkpoint(layer, x, ctx, i, past, **self.checkpoint_kwargs)
             else:
                 x, probs, present, cross = layer(x, ctx, i, past)
-            if ctx["output_attentions"]:
+            if ctx.output_attentions:
                 attentions.append(probs)
                 crosses.append(cross)
-            if ctx["use_cache"]:
+            if ctx.use_cache:
                 presents.append(present)
-        if ctx["output_hidden_states"]:
+        if output_hidden_states:
             hidden.append(x)
         return x, hidden, attentions, presents, crosses
 
@@ -250,8 +265,9 @@ class BigBirdBody(nn.Module):
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
         self.block_sparse_kernel = "auto"
         self.compiled_layers = "off"
+        self.layouts = ModelLayouts()  # this model's layouts on its device (never filled while tracing)
 
-    def forward(self, prep: PreparedCall, past_key_values=None, sequence=None) -> dict[str, Any]:
+    def forward(self, prep: PreparedCall, past_key_values=None, sequence=None) -> BodyOutput:
         """Embeddings, encoder and pooler on a call prepared by the core (the sequence is not cut back).
 
         ``sequence``: ``(shards, group)`` of a sequence-parallel call (``bigbird_torch.sequence.
@@ -265,24 +281,24 @@ class BigBirdBody(nn.Module):
             if pad is not None:  # transformers pads given embeddings with the embedding output of pad tokens
                 embeds = prep.full_embeds(self.embeddings(pad["input_ids"], pad["token_type_ids"],
                                                           pad["position_ids"]))  # fmt: skip
-        ctx: dict[str, Any] = dict(
-            output_attentions=prep.output_attentions, output_hidden_states=prep.output_hidden_states,
-            use_cache=prep.use_cache, mask=prep.attention_mask, additive_mask=prep.additive_mask,
-            layout=None if prep.layout is None else layout_tensors(prep.layout, device),
-            kernel=self.block_sparse_kernel, sequence=sequence, cross_mask=prep.cross_mask,
-            encoder_hidden_states=None if prep.encoder_hidden_states is None else prep.encoder_hidden_states.to(
-                self.embeddings.LayerNorm.weight.dtype),
-            compiled=None if self.compiled_layers == "off" else compiled_layers(
+        dtype = self.embeddings.LayerNorm.weight.dtype
+        enc = prep.encoder_hidden_states
+        ctx = LayerContext(
+            mask=prep.attention_mask, additive_mask=prep.additive_mask,
+            layout=None if prep.layout is None else self.layouts.get(prep.layout, device),
+            kernel=self.block_sparse_kernel, head_masks=tuple(
+                None if prep.head_mask is None else prep.head_mask[i][None, :, None, None]
+                for i in range(self.config.num_hidden_layers)),
+            output_attentions=prep.output_attentions, use_cache=prep.use_cache,
+            encoder_hidden_states=None if enc is None else enc.to(dtype), cross_mask=prep.cross_mask,
+            sequence=sequence, compiled=None if self.compiled_layers == "off" else compiled_layers(
                 self.compiled_layers, self.config.hidden_act, self.config.layer_norm_eps),
-            head_masks=[None if prep.head_mask is None else prep.head_mask[i][None, :, None, None]
-                        for i in range(self.config.num_hidden_layers)],
         )  # fmt: skip
         x = self.embeddings(prep.input_ids, prep.token_type_ids, prep.position_ids, embeds)
-        x, hidden, attentions, presents, crosses = self.encoder(x, ctx, past_key_values)
+        x, hidden, attentions, presents, crosses = self.encoder(x, ctx, past_key_values, prep.output_hidden_states)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         with_cross = prep.output_attentions and prep.encoder_hidden_states is not None
-        return dict(sequence_output=x, pooled=pooled,
-                    hidden_states=tuple(hidden) if prep.output_hidden_states else None,
-                    attentions=tuple(attentions) if prep.output_attentions else None,
-                    cross_attentions=tuple(crosses) if with_cross else None,
-                    past_key_values=tuple(presents) if prep.use_cache else None)  # fmt: skip
+        return BodyOutput(x, pooled, hidden_states=tuple(hidden) if prep.output_hidden_states else None,
+                          attentions=tuple(attentions) if prep.output_attentions else None,
+                          cross_attentions=tuple(crosses) if with_cross else None,
+                          past_key_values=tuple(presents) if prep.use_cache else None)  # fmt: skip

@@ -154,8 +154,8 @@ def sequence_parallel_forward(model: torch.nn.Module, input_ids: torch.Tensor, a
     from .model import BigBirdBody  # (the body's attention calls this module)
 
     out = BigBirdBody.forward(body, prep, sequence=(shards, group))
-    pooled = out["pooled"]
+    pooled = out.pooled
     if pooled is not None:  # rank 0's first token is the sequence's
         pooled = _AllReduceSum.apply(pooled * (1.0 if rank == 0 else 0.0), group)
-    return O.BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=out["sequence_output"],
+    return O.BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=out.sequence_output,
                                                           pooler_output=pooled)  # fmt: skip

@@ -59,7 +59,7 @@ def test_block_sparse_equals_masked_dense_attention(r, extra, seed, dtype):
     rng = np.random.default_rng(seed)
     q, k, v = (rng.normal(size=(2, heads, n * b, d)).astype(dtype) for _ in range(3))
     lay = block_layout(seeded_plan(config(r, heads), n, seed), b)
-    ctx, probs = block_sparse_attention(q, k, v, np.ones((2, n * b), dtype), lay, 0, output_attentions=True)
+    ctx, probs = block_sparse_attention(q, k, v, np.ones((2, n * b), dtype), lay, layer=0, output_attentions=True)
     additive = np.where(dense_mask(lay, 0), 0.0, -np.inf).astype(dtype)[None]
     ref_ctx, ref_probs = full_attention(q, k, v, additive)
     tol = 1e-10 if dtype == "float64" else 1e-5

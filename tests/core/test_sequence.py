@@ -47,7 +47,7 @@ def test_threads_exchanging_tiles_equal_one_device(kind, shards):
     plan = sequence_shards(lay, shards)
     q, k, v, mask = inputs()
     for layer in range(CFG.num_hidden_layers):
-        expected, _ = block_sparse_attention(q, k, v, mask, lay, layer)
+        expected, _ = block_sparse_attention(q, k, v, mask, lay, layer=layer)
         assert_close(sequence_parallel_attention(q, k, v, mask, plan, layer), expected, "float64", name=f"layer {layer}")
 
 

@@ -253,7 +253,7 @@ def test_fast_path_in_small_chunks_equals_the_full_layout(platform, monkeypatch)
     key = jax.random.PRNGKey(0)
     q, k, v = (jax.random.normal(jax.random.fold_in(key, i), (2, 4, n * b, 8)) for i in range(3))
     mask = jnp.ones((2, n * b)).at[1, -13:].set(0)
-    ref, _ = A.block_sparse_attention(q, k, v, mask, slot_key_blocks(jnp.asarray(plan))[1], b, True)
+    ref, _ = A.layer_attention(q, k, v, mask, slot_key_blocks(jnp.asarray(plan))[1], b, True)
     monkeypatch.setattr(A, "_CHUNK_BYTES", 4000)
     monkeypatch.setattr(A.jax, "default_backend", lambda: platform)
     got = A.fast_block_sparse_attention(q, k, v, mask, jnp.asarray(merged.key_blocks[1]),

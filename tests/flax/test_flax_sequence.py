@@ -26,7 +26,7 @@ from bigbird_core import BigBirdConfig, InputError
 from bigbird_core.layout import block_layout
 from bigbird_core.plans import transformers_plan
 from bigbird_core.tolerances import compare
-from bigbird_flax.attention import block_sparse_attention
+from bigbird_flax.attention import layer_attention
 from bigbird_flax.sequence import sequence_parallel_apply, sequence_parallel_attention, sequence_shards
 
 cfg = BigBirdConfig(vocab_size=128, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
@@ -49,7 +49,7 @@ mask[1, 450:] = 0
 for training in (False, True):
     lay = block_layout(transformers_plan(cfg, n, training=training), b)
     blocks = jnp.asarray(lay.key_blocks[1])
-    one = lambda q, k, v: block_sparse_attention(q, k, v, jnp.asarray(mask), blocks, b)[0]
+    one = lambda q, k, v: layer_attention(q, k, v, jnp.asarray(mask), blocks, b)[0]
     ref, ref_grad = one(q, k, v), jax.grad(lambda *a: (one(*a) * w).sum(), argnums=(0, 1, 2))(q, k, v)
     for devices in (2, 4, 8):
         mesh = Mesh(np.array(jax.devices()[:devices]), ("seq",))

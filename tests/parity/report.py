@@ -14,8 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import bigbird_core as bb  # noqa: E402
-from bigbird_core.cli.backends import available_backends, load_backend  # noqa: E402
-from bigbird_core.cli.check import flatten_output  # noqa: E402
+from bigbird_cli.backends import available_backends, load_backend  # noqa: E402
+from bigbird_cli.check import flatten_output  # noqa: E402
 from bigbird_core.tolerances import compare  # noqa: E402
 from cases import CASES, make_inputs, make_labels  # noqa: E402
 from oracle import oracle_forward, oracle_model, save_oracle  # noqa: E402

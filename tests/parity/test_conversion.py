@@ -18,8 +18,8 @@ from bigbird_core import BigBirdConfig, CheckpointError  # noqa: E402
 from bigbird_core.checkpoint import read_checkpoint  # noqa: E402
 from bigbird_core.convert import check_state_dict, convert_checkpoint, from_flax_params, to_flax_params  # noqa: E402
 from bigbird_core.tolerances import assert_close  # noqa: E402
-from bigbird_torch.convert import from_numpy as numpy_to_state_dict  # noqa: E402
-from bigbird_torch.convert import to_numpy as state_dict_to_numpy  # noqa: E402  # noqa: E402
+from bigbird_torch.convert import from_canonical as numpy_to_state_dict  # noqa: E402
+from bigbird_torch.convert import to_canonical as state_dict_to_numpy  # noqa: E402  # noqa: E402
 from cases import CASES, TINY, make_inputs  # noqa: E402
 from oracle import hf_config, oracle_forward, oracle_model, save_oracle  # noqa: E402
 

@@ -41,10 +41,10 @@ def test_torch_kernels_match_the_core(plan_kind):
     lay = A.LayoutTensors.build(PlannedLayout.of(plan, B), torch.device("cpu"))
     t = [torch.as_tensor(x) for x in (q, k, v, mask)]
     for layer in range(CFG.num_hidden_layers):
-        ref_ctx, ref_probs = block_sparse_attention(q, k, v, mask, layout, layer, output_attentions=True)
+        ref_ctx, ref_probs = block_sparse_attention(q, k, v, mask, layout, layer=layer, output_attentions=True)
         with torch.no_grad():
             fast = A.fast_block_sparse_attention(*t, lay, layer)
-            ctx, probs = A.block_sparse_attention(*t, lay, layer, output_attentions=True)
+            ctx, probs = A.block_sparse_attention(*t, lay, layer=layer, output_attentions=True)
         assert_close(fast, ref_ctx, name="torch fast")
         assert_close(ctx, ref_ctx, name="torch full layout")
         assert_close(probs, ref_probs, name="torch probabilities")
@@ -70,10 +70,10 @@ def test_flax_kernels_match_the_core(plan_kind):
     merged = compact_slots(layout)
     j = [jnp.asarray(x) for x in (q, k, v, mask)]
     for layer in range(CFG.num_hidden_layers):
-        ref_ctx, ref_probs = block_sparse_attention(q, k, v, mask, layout, layer, output_attentions=True)
+        ref_ctx, ref_probs = block_sparse_attention(q, k, v, mask, layout, layer=layer, output_attentions=True)
         fast = A.fast_block_sparse_attention(*j, jnp.asarray(merged.key_blocks[layer]),
                                              jnp.asarray(merged.slot_bias[layer], jnp.float32), B)  # fmt: skip
-        ctx, probs = A.block_sparse_attention(*j, jnp.asarray(layout.key_blocks[layer]), B, True)
+        ctx, probs = A.layer_attention(*j, jnp.asarray(layout.key_blocks[layer]), B, True)
         assert_close(fast, ref_ctx, name="flax fast")
         assert_close(ctx, ref_ctx, name="flax full layout")
         assert_close(probs, ref_probs, name="flax probabilities")

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("transformers")
 import bigbird_core as bb  # noqa: E402
-from bigbird_core.cli.backends import available_backends, load_backend  # noqa: E402
+from bigbird_cli.backends import available_backends, load_backend  # noqa: E402
 from cases import CASES, make_inputs, make_labels  # noqa: E402
 from oracle import oracle_forward, oracle_model, save_oracle  # noqa: E402
 from parity.helpers import compare_outputs  # noqa: E402

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("transformers")
-from bigbird_core.cli.check import load_reference  # noqa: E402
+from bigbird_cli.check import load_reference  # noqa: E402
 from bigbird_core.tolerances import assert_close  # noqa: E402
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "record_reference.py")

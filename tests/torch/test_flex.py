@@ -146,7 +146,7 @@ def test_cpu_autograd_through_keys_keeps_the_gather_path():
     lay = A.LayoutTensors.build(block_layout(core.make_plan(CFG, 11, training=False), 8), torch.device("cpu"))
     q, k, v, mask = kernel_inputs(11, 8, torch.float32, "cpu")
     k.requires_grad_(True)
-    out, _ = A.block_sparse_attention(q, k, v, mask, lay, 0, kernel="flex")
+    out, _ = A.block_sparse_attention(q, k, v, mask, lay, layer=0, kernel="flex")
     out.sum().backward()
     assert k.grad is not None and float(k.grad.abs().max()) > 0
 

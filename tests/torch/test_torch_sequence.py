@@ -118,7 +118,7 @@ def test_attention_over_processes_equals_one_process(ranks, training):
     q, k, v, mask, w = attention_inputs()
     lay = LayoutTensors.build(plan_layout(training), torch.device("cpu"))
     q, k, v = (x.clone().requires_grad_() for x in (q, k, v))
-    ctx, _ = block_sparse_attention(q, k, v, mask, lay, 1)
+    ctx, _ = block_sparse_attention(q, k, v, mask, lay, layer=1)
     (ctx * w).sum().backward()
     names = ("context", "q grad", "k grad", "v grad")
     for name, got, expected in zip(names, zip(*[r["attention"][training] for r in ranks], strict=True),

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import __version__
-from ..checkpoint import read_checkpoint
-from ..config import BigBirdConfig
-from ..errors import CheckpointError
-from ..tolerances import compare
+from bigbird_core import __version__
+from bigbird_core.checkpoint import read_checkpoint
+from bigbird_core.config import BigBirdConfig
+from bigbird_core.errors import CheckpointError
+from bigbird_core.tolerances import compare
+
 from .backends import load_backend
 from .check import default_inputs, flatten_output, supported_heads
 

@@ -27,8 +27,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from ..errors import BigBirdError
-from ..weights import HEADS
+from bigbird_core.errors import BigBirdError
+from bigbird_core.registry import head_names
+
 from .backends import BACKENDS, available_backends, load_formats
 
 OK, DIFFERENCE, BAD_INPUT, INTERNAL = 0, 1, 2, 3
@@ -174,7 +175,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..checkpoint import is_weight_file, read_checkpoint
+    from bigbird_core.checkpoint import is_weight_file, read_checkpoint
+
     from .check import supported_heads
 
     with Progress(args, total=2) as say:
@@ -213,10 +215,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _convert_run(args: argparse.Namespace, progress: Progress) -> tuple[dict[str, Any], list[str]]:
-    from ..checkpoint import read_checkpoint
-    from ..convert import convert_checkpoint
-    from ..heads import MODEL_CLASSES
-    from ..tolerances import compare, identical
+    from bigbird_core.checkpoint import read_checkpoint
+    from bigbird_core.convert import convert_checkpoint
+    from bigbird_core.heads import model_class
+    from bigbird_core.tolerances import compare, identical
+
     from .check import default_inputs, flatten_output
 
     progress(f"converting {args.src} to {args.to}")
@@ -236,7 +239,7 @@ def _convert_run(args: argparse.Namespace, progress: Progress) -> tuple[dict[str
             else:
                 lines.append(f"weights: {len(dst_state)} tensors bit-identical")
         progress("loading both checkpoints")
-        src, dst = (MODEL_CLASSES[head].from_pretrained(d, dtype="float32") for d in (args.src, args.dst))
+        src, dst = (model_class(head).from_pretrained(d, dtype="float32") for d in (args.src, args.dst))
         progress("running both on a seeded input")
         length = min(src.config.max_position_embeddings, src.config.min_block_sparse_length + 3)
         inputs = default_inputs(src.config, head, length, 1, 0)
@@ -315,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--model", metavar="DIR", help="a checkpoint directory (default: the seeded tiny model)")
     check.add_argument("--backends", type=_csv("backends", list(BACKENDS)),
                        help=f"comma-separated subset of {', '.join(BACKENDS)} (default: every installed backend)")  # fmt: skip
-    check.add_argument("--heads", type=_csv("heads", list(HEADS)), help="comma-separated heads (default: every "
+    check.add_argument("--heads", type=_csv("heads", list(head_names())), help="comma-separated heads (default: every "
                        "head the weights support)")  # fmt: skip
     check.add_argument("--seq-len", type=_count(1), default=150, help="sequence length")
     check.add_argument("--batch", type=_count(1), default=2, help="batch size")
@@ -335,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--to", required=True, choices=["safetensors", "torch-bin", "flax"], help="the format to write")
     conv.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "float64"],
                       help="cast the weights (default: keep their dtype)")  # fmt: skip
-    conv.add_argument("--head", choices=list(HEADS), help="keep only this head's weights (default: all)")
+    conv.add_argument("--head", choices=list(head_names()), help="keep only this head's weights (default: all)")
     conv.add_argument("--no-verify", action="store_true", help="skip running both sides on a seeded input")
     conv.add_argument("--quiet", action="store_true", help="no progress bar")
     conv.set_defaults(func=_convert)

@@ -1,0 +1,5 @@
+"""``python -m bigbird_cli``: the ``bigbird`` command."""
+
+from . import run
+
+run()
