@@ -41,10 +41,6 @@ class Generation:
     eos: tuple[int, ...]
     pad: int
 
-    @property
-    def new_tokens(self) -> int:
-        return self.max_length - self.prompt_len
-
 
 def _integer(name: str, value: Any, low: int, text: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:

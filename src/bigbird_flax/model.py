@@ -273,8 +273,8 @@ class FlaxBigBirdLayerCollection(nn.Module):
     @nn.compact
     def __call__(self, x, ctx: LayerContext, head_masks, deterministic, output_attentions, output_hidden_states):
         layer_cls = FlaxBigBirdLayer
-        if self.gradient_checkpointing:  # layer, deterministic, output_attentions are static
-            layer_cls = nn.remat(FlaxBigBirdLayer, static_argnums=(2, 4, 5))
+        if self.gradient_checkpointing:  # layer, deterministic, output_attentions are static (self is 0)
+            layer_cls = nn.remat(FlaxBigBirdLayer, static_argnums=(3, 5, 6))
         hidden, attentions, crosses = [], [], []
         for i in range(self.config.num_hidden_layers):
             if output_hidden_states:
