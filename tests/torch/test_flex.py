@@ -100,7 +100,7 @@ def test_block_lists_are_the_layout():
 def test_every_head_through_flex_matches_transformers(case, head, mode, tmp_path, monkeypatch):
     calls = []
     kernel = A.flex_block_sparse_attention
-    monkeypatch.setattr(A, "flex_block_sparse_attention", lambda *a: calls.append(1) or kernel(*a))
+    monkeypatch.setattr(A, "flex_block_sparse_attention", lambda *a, **kw: calls.append(1) or kernel(*a, **kw))
     oracle = oracle_model(case.config, head, seed=0)
     path = save_oracle(oracle, str(tmp_path))
     train = mode == "train"
@@ -119,7 +119,7 @@ def test_auto_uses_the_gather_path_on_cpu(monkeypatch):
     flex_model = bt.BigBirdModel(CFG, seed=0)
     flex_model.set_block_sparse_kernel("flex")  # another model's choice does not leak into this one
     monkeypatch.setattr(
-        A, "flex_block_sparse_attention", lambda *a: pytest.fail("flex ran on CPU under auto")
+        A, "flex_block_sparse_attention", lambda *a, **kw: pytest.fail("flex ran on CPU under auto")
     )
     model = bt.BigBirdModel(CFG, seed=0).eval()
     ids = torch.as_tensor(make_inputs(CASES[0], "BigBirdModel")["input_ids"])
@@ -128,7 +128,8 @@ def test_auto_uses_the_gather_path_on_cpu(monkeypatch):
 
 
 def test_unknown_kernel_names_the_argument():
-    with pytest.raises(InputError, match="kernel: expected one of auto, gather, flex, got 'fast'"):
+    with pytest.raises(InputError, match="kernel: expected one of auto, gather, flex, flex-bias for the torch backend, "
+                       "got 'fast'"):  # fmt: skip
         bt.BigBirdModel(CFG, seed=0).set_block_sparse_kernel("fast")
 
 
