@@ -12,7 +12,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from bigbird_core.layout import BLOCK_SPARSE_PENALTY, NUM_STATIC_SLOTS, static_slots, winner_slots
+from bigbird_core.attention import full_layout_attention
+from bigbird_core.layout import BLOCK_SPARSE_PENALTY
 
 
 def _softmax_dtype(dtype) -> jnp.dtype:
@@ -137,57 +138,9 @@ def layer_attention(q, k, v, mask, key_blocks, block_size: int, output_attention
     """
     if slot_bias is not None and not output_attentions:
         return fast_block_sparse_attention(q, k, v, mask, key_blocks, slot_bias, block_size), None
-    batch, heads, length, d = q.shape
-    b = block_size
-    n = length // b
-    _, slot_valid, query_masked = static_slots(n, key_blocks.shape[-1] - NUM_STATIC_SLOTS)
-    sdt = _softmax_dtype(q.dtype)
-    scale = 1.0 / math.sqrt(d)
-    mask = mask.astype(sdt)
-    qb = q.reshape(batch, heads, n, b, d)
-    kb = k.reshape(batch, heads, n, b, d)
-    vb = v.reshape(batch, heads, n, b, d)
-    mask_b = mask.reshape(batch, n, b)
+    return full_layout_attention(q, k, v, mask, key_blocks, block_size, softmax=_softmax_last,
+                                 output_attentions=output_attentions)  # fmt: skip
 
-    # global query blocks 0 and n-1: every key, masked by the key's padding only
-    g_q = jnp.stack([qb[:, :, 0], qb[:, :, -1]], axis=2)  # (B, H, 2, b, d)
-    g_scores = jnp.einsum("bhgqd,bhkd->bhgqk", g_q, k).astype(sdt) * scale  # (B, H, 2, b, L)
-    g_scores = g_scores + (1.0 - mask)[:, None, None, None, :] * BLOCK_SPARSE_PENALTY
-    g_probs = jax.nn.softmax(g_scores, axis=-1)
-    g_ctx = jnp.einsum("bhgqk,bhkd->bhgqd", g_probs.astype(v.dtype), v)  # (B, H, 2, b, d)
 
-    # middle query blocks 1..n-2: gather the key blocks of every slot
-    h_idx = jnp.arange(heads)[:, None, None]
-    k_g = kb[:, h_idx, key_blocks]  # (B, H, n-2, S, b, d)
-    v_g = vb[:, h_idx, key_blocks]  # (B, H, n-2, S, b, d)
-    m_scores = (
-        jnp.einsum("bhjqd,bhjskd->bhjqsk", qb[:, :, 1:-1], k_g).astype(sdt) * scale
-    )  # (B, H, n-2, b, S, b)
-    key_mask = mask_b[:, key_blocks]  # (B, H, n-2, S, b)
-    query_mask = jnp.where(query_masked[None, :, None, :, None], mask_b[:, 1:-1, :, None, None], 1.0)
-    full_mask = key_mask[:, :, :, None, :, :] * query_mask[:, None]  # (B, H, n-2, b, S, b)
-    m_scores = m_scores + (1.0 - full_mask) * BLOCK_SPARSE_PENALTY
-    m_scores = jnp.where(slot_valid[None, None, :, None, :, None], m_scores, -jnp.inf)
-    rows, slots = n - 2, key_blocks.shape[-1]
-    m_probs = jax.nn.softmax(m_scores.reshape(batch, heads, rows, b, slots * b), axis=-1)
-    m_probs = m_probs.reshape(batch, heads, rows, b, slots, b)
-    m_ctx = jnp.einsum("bhjqsk,bhjskd->bhjqd", m_probs.astype(v.dtype), v_g)  # (B, H, n-2, b, d)
-
-    ctx = jnp.concatenate([g_ctx[:, :, :1], m_ctx, g_ctx[:, :, 1:]], axis=2).reshape(batch, heads, length, d)
-    ctx = ctx * mask[:, None, :, None].astype(ctx.dtype)  # zero the rows of padded queries
-
-    if not output_attentions:
-        return ctx, None
-    winner = winner_slots(key_blocks, slot_valid, n)  # (H, n-2, n)
-    index = jnp.maximum(winner, 0)[None, :, :, None, :, None]
-    picked = jnp.take_along_axis(m_probs, jnp.broadcast_to(index, (batch, heads, rows, b, n, b)), axis=4)
-    picked = picked * (winner >= 0)[None, :, :, None, :, None]  # (B, H, n-2, b, n, b)
-    probs = jnp.concatenate(
-        [
-            g_probs[:, :, 0].reshape(batch, heads, 1, b, n, b),
-            picked,
-            g_probs[:, :, 1].reshape(batch, heads, 1, b, n, b),
-        ],
-        axis=2,
-    )
-    return ctx, probs.reshape(batch, heads, length, length).astype(q.dtype)
+def _softmax_last(x):
+    return jax.nn.softmax(x, axis=-1)

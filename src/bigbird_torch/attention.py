@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+from bigbird_core.attention import full_layout_attention
 from bigbird_core.layout import BLOCK_SPARSE_PENALTY
 
 from .flex import (
@@ -166,51 +167,10 @@ def _middle_rows(m_q, k_rows, v_rows, flat, bias, sdt, scale: float, out=None):
 def _block_sparse_with_probs(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, layout: LayoutTensors, layer: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The full-layout path: the exact dense probabilities for ``output_attentions``."""
-    batch, heads, length, d = q.shape
-    n, b = layout.layout.num_blocks, layout.layout.block_size
-    sdt = softmax_dtype(q.dtype)
-    scale = 1.0 / math.sqrt(d)
-    mask = mask.to(sdt)
-    qb = q.view(batch, heads, n, b, d)
-    kb = k.view(batch, heads, n, b, d)
-    vb = v.view(batch, heads, n, b, d)
-    mask_b = mask.view(batch, n, b)
+    """The full-layout path (the core's, array API) with torch's softmax: the exact dense probabilities."""
+    return full_layout_attention(q, k, v, mask, layout.key_blocks[layer], layout.layout.block_size,
+                                 softmax=_softmax_last)  # fmt: skip
 
-    # global query blocks 0 and n-1: every key, masked by the key's padding only
-    g_q = torch.stack([qb[:, :, 0], qb[:, :, -1]], dim=2)  # (B, H, 2, b, d)
-    g_scores = torch.einsum("bhgqd,bhkd->bhgqk", g_q, k).to(sdt) * scale  # (B, H, 2, b, L)
-    g_scores = g_scores + (1.0 - mask)[:, None, None, None, :] * BLOCK_SPARSE_PENALTY
-    g_probs = torch.softmax(g_scores, dim=-1)
-    g_ctx = torch.einsum("bhgqk,bhkd->bhgqd", g_probs.to(v.dtype), v)  # (B, H, 2, b, d)
 
-    # middle query blocks 1..n-2: gather the key blocks of every slot
-    idx = layout.key_blocks[layer]  # (H, n-2, S)
-    h_idx = torch.arange(heads, device=q.device)[:, None, None]
-    k_g = kb[:, h_idx, idx]  # (B, H, n-2, S, b, d)
-    v_g = vb[:, h_idx, idx]  # (B, H, n-2, S, b, d)
-    m_scores = (
-        torch.einsum("bhjqd,bhjskd->bhjqsk", qb[:, :, 1:-1], k_g).to(sdt) * scale
-    )  # (B, H, n-2, b, S, b)
-    key_mask = mask_b[:, idx]  # (B, H, n-2, S, b)
-    query_mask = torch.where(layout.query_masked[None, :, None, :, None], mask_b[:, 1:-1, :, None, None], 1.0)
-    full_mask = key_mask[:, :, :, None, :, :] * query_mask[:, None]  # (B, H, n-2, b, S, b)
-    m_scores = m_scores + (1.0 - full_mask) * BLOCK_SPARSE_PENALTY
-    m_scores = m_scores.masked_fill(~layout.slot_valid[None, None, :, None, :, None], float("-inf"))
-    rows, slots = n - 2, idx.shape[-1]
-    m_probs = torch.softmax(m_scores.reshape(batch, heads, rows, b, slots * b), dim=-1)
-    m_probs = m_probs.view(batch, heads, rows, b, slots, b)
-    m_ctx = torch.einsum("bhjqsk,bhjskd->bhjqd", m_probs.to(v.dtype), v_g)  # (B, H, n-2, b, d)
-
-    ctx = torch.cat([g_ctx[:, :, :1], m_ctx, g_ctx[:, :, 1:]], dim=2).reshape(batch, heads, length, d)
-    ctx = ctx * mask[:, None, :, None].to(ctx.dtype)  # zero the rows of padded queries
-
-    winner = layout.winner(layer)  # (H, n-2, n)
-    index = winner.clamp(min=0)[None, :, :, None, :, None].expand(batch, heads, rows, b, n, b)
-    picked = (
-        torch.gather(m_probs, 4, index) * (winner >= 0)[None, :, :, None, :, None]
-    )  # (B, H, n-2, b, n, b)
-    probs = torch.cat([
-        g_probs[:, :, 0].reshape(batch, heads, 1, b, n, b), picked, g_probs[:, :, 1].reshape(batch, heads, 1, b, n, b),
-    ], dim=2)  # fmt: skip
-    return ctx, probs.reshape(batch, heads, length, length).to(q.dtype)
+def _softmax_last(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, dim=-1)

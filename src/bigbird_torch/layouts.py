@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import torch
-from bigbird_core.layout import NUM_STATIC_SLOTS, BlockLayout, dense_winner, key_block_lists
+from bigbird_core.layout import NUM_STATIC_SLOTS, BlockLayout, key_block_lists
 from bigbird_core.recipe import LAYOUT_CACHE_SIZE, PlannedLayout
 
 
@@ -24,8 +24,6 @@ class LayoutTensors:
 
     planned: PlannedLayout
     key_blocks: torch.Tensor  # (layers, heads, n-2, S) int64
-    slot_valid: torch.Tensor  # (n-2, S) bool
-    query_masked: torch.Tensor  # (n-2, S) bool
 
     @property
     def layout(self) -> BlockLayout:
@@ -40,13 +38,6 @@ class LayoutTensors:
         return cls(
             layout,
             torch.as_tensor(np.asarray(blocks.key_blocks, np.int64), device=device),
-            torch.as_tensor(np.array(blocks.slot_valid), device=device),
-            torch.as_tensor(np.array(blocks.query_masked), device=device),
-        )
-
-    def winner(self, layer: int) -> torch.Tensor:
-        return torch.as_tensor(
-            dense_winner(self.layout, layer).astype(np.int64), device=self.key_blocks.device
         )
 
     @property
