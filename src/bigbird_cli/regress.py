@@ -54,7 +54,7 @@ def _cases(config: BigBirdConfig) -> list[tuple[str, int]]:
     """(attention type, length): block-sparse at a length that needs padding, full attention on short input."""
     sparse = min(config.min_block_sparse_length + config.block_size // 2, config.max_position_embeddings)
     cases = [("original_full", min(3 * config.block_size + 5, config.max_position_embeddings))]
-    if sparse > (5 + 2 * config.num_random_blocks) * config.block_size:
+    if sparse >= config.min_block_sparse_length:
         cases.insert(0, ("block_sparse", sparse))
     return cases
 

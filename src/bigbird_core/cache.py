@@ -68,11 +68,12 @@ def cache_length(config: BigBirdConfig, past_key_values: Any, batch: int | None 
     return int(past_len), len(first) == 4
 
 
-def fixed_cache_mask(mask: Any, index: Any, q_len: int) -> Any:
-    """The additive mask of a call on a fixed-size cache: ``(batch, 1, q_len, max_length)``.
+def causal_mask(mask: Any, index: Any, q_len: int) -> Any:
+    """The causal rule, once: the additive mask ``(batch, 1, q_len, K)`` of ``q_len`` queries after ``index``
+    earlier positions (a growing cache's length, or a fixed-size cache's index).
 
-    Query ``t`` (at position ``index + t``) sees the positions ``<= index + t`` that ``mask`` keeps; ``index``
-    may be traced (inside ``jax.jit``).
+    Query ``t`` (at position ``index + t``) sees the positions ``<= index + t`` that ``mask`` ``(batch, K)`` keeps
+    (``finfo.min`` elsewhere); ``index`` may be traced (inside ``jax.jit``).
     """
     xp = namespace(mask)
     max_len, dev = mask.shape[1], device(mask)
@@ -80,6 +81,9 @@ def fixed_cache_mask(mask: Any, index: Any, q_len: int) -> Any:
     causal = xp.arange(max_len, device=dev)[None, :] <= rows  # (Q, K)
     keep = mask[:, None, None, :] * xp.astype(causal, mask.dtype)[None, None]
     return (1.0 - keep) * xp.finfo(mask.dtype).min
+
+
+fixed_cache_mask = causal_mask  # a call on a fixed-size cache: K is its max_length
 
 
 def cache_mask(mask: Any, max_length: int) -> Any:

@@ -16,6 +16,14 @@ from .activations import ACTIVATIONS as ACTIVATION_KINDS
 from .errors import ConfigError, fail
 
 ACTIVATIONS = tuple(ACTIVATION_KINDS)  # the hidden_act names (bigbird_core.activations)
+
+
+def sparse_blocks_needed(num_random_blocks: int) -> int:
+    """Block-sparse attention needs more than this many blocks: the two global blocks, the three-block window
+    and the random blocks of both ends (``5 + 2r``)."""
+    return 5 + 2 * num_random_blocks
+
+
 ATTENTION_TYPES = ("block_sparse", "original_full")
 RANDOM_PLANS = ("transformers", "google", "seeded")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
@@ -99,8 +107,9 @@ class BigBirdConfig:
 
     @property
     def min_block_sparse_length(self) -> int:
-        """Shortest padded length that runs block-sparse: longer than (5 + 2r) blocks."""
-        return (5 + 2 * self.num_random_blocks) * self.block_size + 1
+        """Shortest input (unpadded, as transformers judges it) that runs block-sparse: more than
+        ``5 + 2r`` blocks' worth of tokens (704 with the defaults); shorter calls use full attention."""
+        return sparse_blocks_needed(self.num_random_blocks) * self.block_size + 1
 
     @property
     def effective_classifier_dropout(self) -> float:

@@ -22,6 +22,7 @@ import numpy as np
 from .config import BigBirdConfig
 from .errors import CheckpointError, ConfigError, InputError, fail
 from .params import linear_params
+from .validate import IGNORE_INDEX
 from .weights import LoadReport, match_state_dict
 
 ENCODER_HEAD, DECODER_HEAD = "BigBirdModel", "BigBirdForCausalLM"
@@ -183,7 +184,7 @@ def generation_tokens(config: EncoderDecoderConfig) -> dict[str, Any]:
 def decoder_inputs(config: EncoderDecoderConfig, labels: Any, decoder_input_ids: Any,
                    decoder_attention_mask: Any) -> tuple[Any, Any]:  # fmt: skip
     """The decoder's inputs and mask of a forward call (transformers' ``EncoderDecoderModel``): as given, or from
-    ``labels``: the start token, then the labels but the last, ignored labels (-100) as padding, masked where the
+    ``labels``: the start token, then the labels but the last, ignored labels (``IGNORE_INDEX``) as padding, masked where the
     input is the padding id."""
     if decoder_input_ids is not None or labels is None:
         if decoder_input_ids is None:
@@ -195,7 +196,7 @@ def decoder_inputs(config: EncoderDecoderConfig, labels: Any, decoder_input_ids:
     pad = generation_tokens(config)["pad_token_id"]
     start = xp.full_like(labels[:, :1], config.start_token)
     shifted = xp.concat([start, labels[:, :-1]], axis=1)
-    ids = xp.where(shifted == -100, xp.full_like(shifted, pad), shifted)
+    ids = xp.where(shifted == IGNORE_INDEX, xp.full_like(shifted, pad), shifted)
     mask = xp.astype(ids != pad, labels.dtype) if decoder_attention_mask is None else decoder_attention_mask
     return ids, mask
 

@@ -26,7 +26,7 @@ from .hub import HUB_ARGS, load_pretrained, shard_bytes
 from .model import run_body
 from .numerics import act, layer_norm, linear
 from .recipe import BodyOutput, PreparedCall, finish_call, prepare_call
-from .registry import head_spec
+from .registry import head_spec, registered_class
 from .validate import model_config
 from .weights import LoadReport, init_params, match_state_dict
 
@@ -272,10 +272,7 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
 
 def model_class(head: str) -> type[BigBirdPreTrainedModel]:
     """This backend's class of ``head`` (a registered head whose class is defined)."""
-    spec = head_spec(head)
-    if spec.name not in MODEL_CLASSES:
-        raise fail(InputError, "head", f"a head with a NumPy model class ({', '.join(MODEL_CLASSES)})", repr(head))
-    return MODEL_CLASSES[spec.name]
+    return registered_class(MODEL_CLASSES, head, "NumPy")
 
 
 def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False, **config_overrides):

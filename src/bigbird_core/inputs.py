@@ -41,7 +41,7 @@ class CallPlan:
 def plan_call(config: BigBirdConfig, seq_len: int, *, past_len: int = 0) -> CallPlan:
     """Decide attention type and padding for a call on ``seq_len`` tokens.
 
-    Block-sparse needs ``seq_len > (5 + 2r) * block_size`` (judged on the unpadded length, as
+    Block-sparse needs ``seq_len >= config.min_block_sparse_length`` (judged on the unpadded length, as
     transformers does); otherwise the call uses full attention. Decoders (``is_decoder``) and calls
     with a key/value cache always use full attention.
 
@@ -49,12 +49,12 @@ def plan_call(config: BigBirdConfig, seq_len: int, *, past_len: int = 0) -> Call
         >>> plan_call(BigBirdConfig(), 1000)
         CallPlan(seq_len=1000, attention_type='block_sparse', pad_len=24, block_size=64)
     """
-    b, r = config.block_size, config.num_random_blocks
+    b = config.block_size
     sparse = (
         config.attention_type == "block_sparse"
         and not config.is_decoder
         and past_len == 0
-        and seq_len > (5 + 2 * r) * b
+        and seq_len >= config.min_block_sparse_length
     )
     if not sparse:
         return CallPlan(seq_len, "original_full", 0, b)

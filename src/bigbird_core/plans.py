@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .config import BigBirdConfig
+from .config import BigBirdConfig, sparse_blocks_needed
 from .errors import ConfigError, InputError, fail
 
 TRANSFORMERS_PAPER_LENGTHS = (1024, 3072, 4096)
@@ -150,8 +150,8 @@ def _drawn_layer(seed: int, num_blocks: int, heads: int, block: int, r: int, max
 
 
 def _check(num_blocks: int, r: int) -> None:
-    if num_blocks <= 5 + 2 * r:
-        raise fail(InputError, "num_blocks", f"more than 5 + 2 * num_random_blocks = {5 + 2 * r} blocks "
+    if num_blocks <= sparse_blocks_needed(r):
+        raise fail(InputError, "num_blocks", f"more than 5 + 2 * num_random_blocks = {sparse_blocks_needed(r)} blocks "
                    "for block-sparse attention", num_blocks)  # fmt: skip
 
 

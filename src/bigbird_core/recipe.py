@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import device, has_values, namespace, pad_right, softmax_dtype, to_numpy
+from .cache import causal_mask
 from .config import BigBirdConfig
 from .errors import InputError, fail
 from .inputs import CallPlan, pad_values, plan_call
@@ -254,14 +255,11 @@ def prepare_call(
 
 
 def full_attention_mask(config: BigBirdConfig, xp: Any, mask: Any, q_len: int, past_len: int = 0) -> Any:
-    """Additive mask ``(batch, 1, q_len, K)``: ``finfo(dtype).min`` where masked; causal for decoders."""
-    keep = mask[:, None, None, :]  # (B, 1, 1, K)
+    """Additive mask ``(batch, 1, q_len, K)``: ``finfo(dtype).min`` where masked; causal for decoders (the
+    cache's rule, :func:`bigbird_core.cache.causal_mask`: query ``t`` sees keys ``<= past_len + t``)."""
     if config.is_decoder:
-        dev, k_len = device(mask), mask.shape[1]
-        rows = xp.arange(q_len, device=dev)[:, None] + past_len
-        causal = xp.arange(k_len, device=dev)[None, :] <= rows  # (Q, K)
-        keep = keep * xp.astype(causal, mask.dtype)[None, None]
-    return (1.0 - keep) * xp.finfo(mask.dtype).min
+        return causal_mask(mask, past_len, q_len)
+    return (1.0 - mask[:, None, None, :]) * xp.finfo(mask.dtype).min  # (B, 1, 1, K)
 
 
 @dataclass(frozen=True)

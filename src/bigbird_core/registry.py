@@ -110,6 +110,15 @@ def check_head(head: str) -> str:
     return head_spec(head).name
 
 
+def registered_class(classes: dict[str, type], head: str, backend: str) -> type:
+    """A backend's class of ``head`` from its ``{head: class}`` table: an unknown head lists the registered ones,
+    a registered head without a class in this backend lists the backend's (the same errors everywhere)."""
+    spec = head_spec(head)
+    if spec.name not in classes:
+        raise fail(InputError, "head", f"a head with a {backend} model class ({', '.join(classes)})", repr(head))
+    return classes[spec.name]
+
+
 def cache_heads() -> tuple[str, ...]:
     """The heads that decode with a key/value cache."""
     return tuple(name for name, spec in _builtins().items() if spec.cache)

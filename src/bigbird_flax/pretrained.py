@@ -25,7 +25,7 @@ from bigbird_core.generation import generation, positions_from_mask
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.kernels import check_kernel
 from bigbird_core.outputs import FlaxGenerateOutput
-from bigbird_core.registry import head_spec
+from bigbird_core.registry import head_spec, registered_class
 from bigbird_core.validate import check_cross_inputs, check_inputs, check_labels, model_config
 from bigbird_core.weights import LoadReport, init_params, mesh_axes, param_specs, to_flax_tree
 
@@ -439,12 +439,10 @@ def model_class(head: str) -> type[FlaxBigBirdPreTrainedModel]:
     """This backend's wrapper of ``head``: its class, or a plain wrapper of its linen module (a head added with
     one module class, ``head = "<name>"``, in ``bigbird_flax.heads`` style)."""
     spec = head_spec(head)
-    if spec.name not in MODEL_CLASSES:
-        if spec.name not in HEAD_MODULES:
-            raise fail(InputError, "head", f"a head with a Flax module class ({', '.join(MODEL_CLASSES)})", repr(head))
+    if spec.name not in MODEL_CLASSES and spec.name in HEAD_MODULES:
         type("Flax" + spec.name, (FlaxBigBirdPreTrainedModel,), {
             "head": spec.name, "module_class": HEAD_MODULES[spec.name], "__module__": __name__})  # fmt: skip
-    return MODEL_CLASSES[spec.name]
+    return registered_class(MODEL_CLASSES, head, "Flax")
 
 
 def asarray(x: Any) -> jnp.ndarray:

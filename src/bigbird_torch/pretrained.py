@@ -20,7 +20,7 @@ from bigbird_core.errors import InputError, fail
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.kernels import check_kernel
 from bigbird_core.recipe import BodyOutput, PreparedCall, finish_call, prepare_call
-from bigbird_core.registry import head_spec
+from bigbird_core.registry import head_spec, registered_class
 from bigbird_core.validate import model_config
 from bigbird_core.weights import LoadReport, init_params
 from torch import nn
@@ -243,10 +243,7 @@ def torch_dtype_of(dtype: Any, stored: str | None) -> torch.dtype:
 
 def model_class(head: str) -> type[BigBirdPreTrainedModel]:
     """This backend's class of ``head`` (a registered head whose class is defined)."""
-    spec = head_spec(head)
-    if spec.name not in MODEL_CLASSES:
-        raise fail(InputError, "head", f"a head with a torch model class ({', '.join(MODEL_CLASSES)})", repr(head))
-    return MODEL_CLASSES[spec.name]
+    return registered_class(MODEL_CLASSES, head, "torch")
 
 
 def runner(head: str, directory: str, *, dtype: str = "float32", train: bool = False, **config_overrides):
