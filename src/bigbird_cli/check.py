@@ -140,7 +140,7 @@ def conversion_round_trip(directory: str | None, backends: list[str]) -> Row:
         if name in backends or name == "flax":
             module = load_backend(name) if name in backends else None
             if module is None:
-                from bigbird_core.weights import from_flax_tree, to_flax_tree
+                from bigbird_core.flax_names import from_flax_tree, to_flax_tree
 
                 back = from_flax_tree(to_flax_tree(back))
             else:

@@ -13,9 +13,10 @@ import numpy as np
 from .checkpoint import FORMATS, read_checkpoint, write_checkpoint
 from .config import BigBirdConfig
 from .errors import CheckpointError, InputError, fail
+from .flax_names import from_flax_tree, to_flax_tree
 from .registry import detect_head as detect_from_keys
 from .registry import head_names
-from .weights import TIED_DECODER_BIAS, TIED_DECODER_WEIGHT, from_flax_tree, param_specs, to_flax_tree
+from .weights import TIED_DECODER_BIAS, TIED_DECODER_WEIGHT, param_specs
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 

@@ -8,9 +8,7 @@ the word embedding matrix and its bias is ``cls.predictions.bias``; neither is s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -183,116 +181,6 @@ def match_state_dict(
     return params, LoadReport(missing, unexpected, mismatched)
 
 
-# ------------------------------------------------------------------------------------------ Flax naming
-def flax_path(name: str) -> tuple[tuple[str, ...], bool]:
-    """The transformers Flax path of canonical parameter ``name`` and whether the array is transposed.
-
-    Linear weights ``[out, in]`` become ``kernel`` ``[in, out]``; LayerNorm weights become ``scale``;
-    embedding tables become ``embedding``; layer indices stay path components ("0", "1", ...).
-
-    Example:
-        >>> flax_path("bert.encoder.layer.0.attention.self.query.weight")
-        (('bert', 'encoder', 'layer', '0', 'attention', 'self', 'query', 'kernel'), True)
-    """
-    parts = name.split(".")
-    if parts[-1] != "weight":
-        return tuple(parts), False
-    if parts[-2].endswith("_embeddings"):
-        return tuple(parts[:-1]) + ("embedding",), False
-    if parts[-2] == "LayerNorm":
-        return tuple(parts[:-1]) + ("scale",), False
-    return tuple(parts[:-1]) + ("kernel",), True
-
-
-def canonical_name(path: tuple[str, ...]) -> tuple[str, bool]:
-    """The inverse of :func:`flax_path`: ``(canonical name, transposed)``."""
-    *parent, leaf = path
-    if leaf in ("embedding", "scale"):
-        return ".".join(parent + ["weight"]), False
-    if leaf == "kernel":
-        return ".".join(parent + ["weight"]), True
-    return ".".join(path), False
-
-
-def to_flax_tree(state: dict[str, Any], leaf: Callable[[Any, bool], Any] | None = None) -> dict:
-    """Canonical ``{name: array}`` to a nested Flax params dict (kernels transposed); bit-exact.
-
-    ``leaf(value, transposed)`` builds each leaf instead (shapes, shardings, fresh values in Flax layout).
-    """
-    tree: dict = {}
-    for name, value in state.items():
-        path, transpose = flax_path(name)
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        if leaf is not None:
-            node[path[-1]] = leaf(value, transpose)
-        else:
-            node[path[-1]] = np.ascontiguousarray(np.asarray(value).T) if transpose else value
-    return tree
-
-
-def from_flax_tree(tree: dict) -> dict[str, np.ndarray]:
-    """A nested Flax params dict to canonical ``{name: array}`` (NumPy); bit-exact."""
-    out: dict[str, np.ndarray] = {}
-
-    def walk(node, path):
-        if isinstance(node, dict) or hasattr(node, "items"):
-            for key, child in node.items():
-                walk(child, path + (str(key),))
-            return
-        name, transpose = canonical_name(path)
-        arr = np.asarray(node)
-        out[name] = np.ascontiguousarray(arr.T) if transpose else arr
-
-    walk(tree, ())
-    return out
-
-
-# ----------------------------------------------------------------------------------------- sharding
-# Logical axes of every parameter (canonical, PyTorch layout), in the manner of T5X / MaxText: a mesh's rules
-# map them to mesh axes. "embed": the model width; "heads": the attention heads' concatenated width; "mlp":
-# the feed-forward width; "vocab": the vocabulary; None: never sharded (small or positional tables).
-_LOGICAL = (
-    (r"word_embeddings\.weight$", ("vocab", "embed")),
-    (r"(position|token_type)_embeddings\.weight$", (None, "embed")),
-    (r"attention\.self\.(query|key|value)\.weight$", ("heads", "embed")),
-    (r"attention\.self\.(query|key|value)\.bias$", ("heads",)),
-    (r"attention\.output\.dense\.weight$", ("embed", "heads")),
-    (r"intermediate\.dense\.weight$", ("mlp", "embed")),
-    (r"intermediate\.dense\.bias$", ("mlp",)),
-    (r"layer\.\d+\.output\.dense\.weight$", ("embed", "mlp")),
-    (r"cls\.predictions\.decoder\.weight$", ("vocab", "embed")),
-    (r"cls\.predictions\.(decoder\.)?bias$", ("vocab",)),
-    (r"(pooler|transform\.dense|dense)\.weight$", (None, "embed")),
-)
-
-# rules for the two usual meshes (logical axis -> mesh axis): FSDP shards every matrix along its model
-# width over the data axis; tensor parallelism (Megatron) splits heads, feed-forward and vocabulary
-FSDP_RULES = {"embed": "data"}
-TENSOR_RULES = {"heads": "model", "mlp": "model", "vocab": "model"}
-
-
-def logical_axes(name: str, shape: tuple[int, ...]) -> tuple[str | None, ...]:
-    """The logical axes of canonical parameter ``name`` (``None`` for each axis of anything else)."""
-    import re
-
-    for pattern, axes in _LOGICAL:
-        if re.search(pattern, name) and len(axes) == len(shape):
-            return axes
-    return (None,) * len(shape)
-
-
-def mesh_axes(config: BigBirdConfig, head: str, rules: dict[str, str], mesh_shape: dict[str, int],
-              add_pooling_layer: bool | None = None) -> dict[str, tuple[str | None, ...]]:  # fmt: skip
-    """Every parameter's mesh axis per dimension (canonical names, PyTorch layout): ``rules`` applied to its
-    logical axes, an axis left unsharded where the mesh axis does not divide it, and no mesh axis twice."""
-    out: dict[str, tuple[str | None, ...]] = {}
-    for spec in param_specs(config, head, add_pooling_layer):
-        axes: list[str | None] = []
-        for logical, size in zip(logical_axes(spec.name, spec.shape), spec.shape, strict=True):
-            axis = rules.get(logical) if logical is not None else None
-            ok = axis is not None and axis not in axes and size % mesh_shape.get(axis, 1) == 0
-            axes.append(axis if ok else None)
-        out[spec.name] = tuple(axes)
-    return out
+# the Flax naming and the sharding axes of the table live beside it (re-exported for existing imports)
+from .flax_names import canonical_name, flax_path, from_flax_tree, to_flax_tree  # noqa: E402, F401
+from .sharding import FSDP_RULES, TENSOR_RULES, logical_axes, mesh_axes  # noqa: E402, F401

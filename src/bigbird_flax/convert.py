@@ -16,7 +16,7 @@ import numpy as np
 
 from bigbird_core.checkpoint import FLAX_MSGPACK, register_format
 from bigbird_core.errors import CheckpointError
-from bigbird_core.weights import from_flax_tree, to_flax_tree
+from bigbird_core.flax_names import from_flax_tree, to_flax_tree
 from flax import serialization
 
 

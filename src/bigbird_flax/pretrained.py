@@ -21,13 +21,15 @@ from bigbird_core.cache import cache_mask, check_cache_head, check_fixed_cache
 from bigbird_core.checkpoint import FLAX_MSGPACK, write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
+from bigbird_core.flax_names import to_flax_tree
 from bigbird_core.generation import generation, positions_from_mask
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.kernels import check_kernel
 from bigbird_core.outputs import FlaxGenerateOutput
 from bigbird_core.registry import head_spec, registered_class
+from bigbird_core.sharding import mesh_axes
 from bigbird_core.validate import check_cross_inputs, check_inputs, check_labels, model_config
-from bigbird_core.weights import LoadReport, init_params, mesh_axes, param_specs, to_flax_tree
+from bigbird_core.weights import LoadReport, init_params, param_specs
 
 from .convert import from_canonical, to_canonical
 from .generation import generate as decode

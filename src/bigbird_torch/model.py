@@ -15,8 +15,10 @@ from torch.utils.checkpoint import checkpoint
 
 import torch
 from bigbird_core.activations import activation
+from bigbird_core.cache import cache_length
 from bigbird_core.config import BigBirdConfig
-from bigbird_core.recipe import BodyOutput, PreparedCall
+from bigbird_core.recipe import BodyOutput, PreparedCall, prepare_call
+from bigbird_core.registry import head_spec
 from torch import nn
 
 from .attention import block_sparse_attention, full_attention
@@ -200,6 +202,23 @@ def _finish(act, eps: float, attn, x, ao_w, ao_b, ln1_w, ln1_b, i_w, i_b, o_w, o
     x = F.layer_norm(F.dropout(F.linear(attn, ao_w, ao_b), p) + x, (h,), ln1_w, ln1_b, eps)
     y = F.dropout(F.linear(act(F.linear(x, i_w, i_b)), o_w, o_b), p)
     return F.layer_norm(y + x, (h,), ln2_w, ln2_b, eps)
+
+
+# the core's recipe runs outside torch.compile graphs (NumPy planning; eager, as the decorator's graph break);
+# torch.export (non-strict) traces through it, with the value checks skipped for fake tensors
+_prepare_call = torch.compiler.disable(prepare_call)
+
+
+def prepare(model: nn.Module, head: str, past: Any = None, **arguments: Any) -> PreparedCall:
+    """The core's call recipe for a forward call of ``model`` (a head): its label arguments (the head's registry
+    entry) and its key/value cache ``past`` (decoders) sorted out, in the model's dtype and mode. The same
+    function as ``bigbird_flax.model.prepare``."""
+    labels = {k: arguments.pop(k) for k in head_spec(head).labels if k in arguments}
+    ref = arguments.get("input_ids") if arguments.get("input_ids") is not None else arguments.get("inputs_embeds")
+    past_len, _ = cache_length(model.config, past, None if ref is None else ref.shape[0])
+    dtype = next(model.parameters()).dtype
+    return _prepare_call(model.config, head, dtype=dtype, training=model.training, labels=labels, past_len=past_len,
+                         **arguments)  # fmt: skip
 
 
 # How the dense parts of every encoder layer run (``model.set_compiled_layers``): "off" (default): eager

@@ -13,25 +13,20 @@ from typing import Any
 import numpy as np
 
 import torch
-from bigbird_core.cache import cache_length
 from bigbird_core.checkpoint import write_checkpoint
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import InputError, fail
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.kernels import check_kernel
-from bigbird_core.recipe import BodyOutput, PreparedCall, finish_call, prepare_call
+from bigbird_core.recipe import BodyOutput, PreparedCall, finish_call
 from bigbird_core.registry import head_spec, registered_class
 from bigbird_core.validate import model_config
 from bigbird_core.weights import LoadReport, init_params
 from torch import nn
 
 from .convert import to_canonical
-from .model import COMPILE_MODES, BigBirdBody
+from .model import COMPILE_MODES, BigBirdBody, prepare
 from .pytrees import register_output
-
-# the core's recipe runs outside torch.compile graphs (NumPy planning; eager, as the decorator's graph break);
-# torch.export (non-strict) traces through it, with the value checks skipped for fake tensors
-_prepare_call = torch.compiler.disable(prepare_call)
 
 MODEL_CLASSES: dict[str, type] = {}  # head name -> class, filled as the head classes are defined
 
@@ -210,11 +205,7 @@ class BigBirdPreTrainedModel(nn.Module):
         """One forward call: the core's recipe, this backend's body and head, the core's head rules."""
         args = {k: v for k, v in args.items() if k not in ("self", "__class__")}
         past = args.pop("past_key_values", None)
-        labels = {k: args.pop(k) for k in head_spec(self.head).labels if k in args}
-        ref = args.get("input_ids") if args.get("input_ids") is not None else args.get("inputs_embeds")
-        past_len, _ = cache_length(self.config, past, None if ref is None else ref.shape[0])
-        prep = _prepare_call(self.config, self.head, dtype=self.dtype, training=self.training, labels=labels,
-                            past_len=past_len, **args)  # fmt: skip
+        prep = prepare(self, self.head, past, **args)
         body = BigBirdBody.forward(self.body, prep, past)
         return finish_call(prep, body, *self.head_logits(prep, body))
 
