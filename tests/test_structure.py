@@ -247,3 +247,57 @@ def test_kernels_are_chosen_per_model_by_the_cores_names():
     assert a.set_block_sparse_kernel("gather") == "auto" and b.body.block_sparse_kernel == "auto"
     with pytest.raises(InputError, match="kernel: expected one of auto, gather, flex, flex-bias for the torch"):
         a.set_block_sparse_kernel("pallas")
+
+
+def test_flex_raises_the_recompile_limit_only_for_its_own_call():
+    torch = pytest.importorskip("torch")
+    from bigbird_torch import flex
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    before = getattr(config, name)
+    with flex._recompile_room():
+        assert getattr(config, name) >= flex.RECOMPILE_LIMIT
+    assert getattr(config, name) == before
+
+
+def test_importing_the_backends_changes_no_process_wide_setting():
+    """Import registers pytrees and weight formats, nothing else: dynamo limits, default dtypes, x64 and the
+    NumPy RNG are as they were (the frameworks themselves imported first)."""
+    import subprocess
+    import sys
+
+    code = """
+import json, numpy as np
+for framework in ("torch", "jax"):  # (importing jax itself draws from NumPy's global RNG)
+    try:
+        __import__(framework)
+    except ImportError:
+        pass
+def snapshot():
+    out = {"np_rng": int(np.random.get_state()[1][0])}
+    try:
+        import torch
+        c = torch._dynamo.config
+        out["torch"] = [str(torch.get_default_dtype()), getattr(c, "recompile_limit", getattr(c, "cache_size_limit", 0)),
+                        torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()]
+    except ImportError:
+        pass
+    try:
+        import jax
+        out["jax"] = [bool(jax.config.jax_enable_x64), str(jax.config.jax_default_matmul_precision)]
+    except ImportError:
+        pass
+    return out
+before = snapshot()
+import bigbird_core, bigbird_cli
+for name in ("bigbird_torch", "bigbird_flax"):
+    try:
+        __import__(name)
+    except ImportError:
+        pass
+print(json.dumps([before, snapshot()]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    before, after = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert before == after
