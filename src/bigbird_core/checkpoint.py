@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .config import BigBirdConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, CheckpointNotFoundError
 from .files import OpenDirectory, carry_over, plain_name, read_consistently, staged, swap_in
 from .tensorfile import BF16, is_bf16, read_safetensors_file, write_safetensors
 
@@ -53,19 +53,37 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
         return read_safetensors_file(fh, path)
 
 
-def _read_index(d: OpenDirectory) -> dict[str, np.ndarray]:
-    where = d.where(SAFETENSORS_INDEX)
-    with d.open(SAFETENSORS_INDEX) as fh:
-        try:
-            index = json.loads(fh.read().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            index = None
+MAX_INDEX_BYTES = 64 * 1024 * 1024  # an index of a million tensors is under 100 bytes each
+
+
+def parse_index(raw: bytes, where: str) -> dict[str, list[str]]:
+    """``{shard file: [tensor, ...]}`` of a ``model.safetensors.index.json``'s bytes: a JSON object whose
+    ``weight_map`` maps tensor names to plain shard file names; anything else is a :class:`CheckpointError`."""
+    try:
+        index = json.loads(raw.decode("utf-8")) if len(raw) <= MAX_INDEX_BYTES else None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        index = None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(k, str) for k in weight_map):
         raise CheckpointError(f"{where}: corrupt index (expected a JSON object with a 'weight_map' object)")
     shards: dict[str, list[str]] = {}
     for tensor, shard in weight_map.items():
         shards.setdefault(plain_name(shard, f"{where}: shard of {tensor!r}"), []).append(tensor)
+    return shards
+
+
+def read_index_file(path: str) -> dict[str, list[str]]:
+    """:func:`parse_index` of the index file at ``path``, opened as a checkpoint file is (a regular file only:
+    never a FIFO or a device)."""
+    directory, name = os.path.split(os.fspath(path))
+    with OpenDirectory(directory or ".") as d, d.open(name) as fh:
+        return parse_index(fh.read(MAX_INDEX_BYTES + 1), path)
+
+
+def _read_index(d: OpenDirectory) -> dict[str, np.ndarray]:
+    where = d.where(SAFETENSORS_INDEX)
+    with d.open(SAFETENSORS_INDEX) as fh:
+        shards = parse_index(fh.read(MAX_INDEX_BYTES + 1), where)
     out: dict[str, np.ndarray] = {}
     for shard, tensors in sorted(shards.items()):
         with d.open(shard) as fh:
@@ -129,7 +147,7 @@ def _read_weights(d: OpenDirectory, prefer: tuple[str, ...], allowed: tuple[str,
                 return read_safetensors_file(fh, d.where(name))
             return _framework_format(name, d.where(name))[0](fh, d.where(name))
     found = ", ".join(d.names()) or "nothing"
-    raise CheckpointError(
+    raise CheckpointNotFoundError(
         f"{d.path}: no weights found (expected one of {', '.join(allowed or WEIGHT_FILES)}; found {found})"
     )
 
@@ -162,7 +180,7 @@ def read_checkpoint(
             if any(_WEIGHT_NAME.fullmatch(n) for n in d.names()):
                 hint = ("; it holds weights: pass config= (or train with bigbird_torch.integrations."
                         "BigBirdTrainerCallback, which writes the config where Trainer saves)")
-            raise CheckpointError(f"{d.path}: no {CONFIG} (not a checkpoint directory){hint}")
+            raise CheckpointNotFoundError(f"{d.path}: no {CONFIG} (not a checkpoint directory){hint}")
         with d.open(CONFIG) as fh:
             stored = BigBirdConfig.from_json_bytes(fh.read(), d.where(CONFIG))
         return stored, _read_weights(d, prefer, allowed)

@@ -25,6 +25,15 @@ class CheckpointError(BigBirdError):
     """A checkpoint directory or file that cannot be read, or weights that do not fit the config."""
 
 
+class CheckpointNotFoundError(CheckpointError, OSError):
+    """A checkpoint that is missing or cannot be read: also an ``OSError``, as transformers raises for one."""
+
+
+class CheckpointMismatchError(CheckpointError, RuntimeError):
+    """Weights whose shapes do not fit the config: also a ``RuntimeError``, as torch's ``load_state_dict``
+    raises for mis-shaped tensors."""
+
+
 _KINDS = {"b": "a boolean", "i": "an integer", "f": "a floating-point"}
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, TypeVar
 
-from .errors import BigBirdError, CheckpointError
+from .errors import BigBirdError, CheckpointError, CheckpointNotFoundError
 
 T = TypeVar("T")
 RETRIES = 20  # loads started over when a concurrent writer swapped the directory mid-read
@@ -50,11 +50,11 @@ class OpenDirectory:
         try:
             self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
-            raise CheckpointError(f"{self.path}: no such checkpoint directory") from None
+            raise CheckpointNotFoundError(f"{self.path}: no such checkpoint directory") from None
         except NotADirectoryError:
-            raise CheckpointError(f"{self.path}: not a checkpoint directory") from None
+            raise CheckpointNotFoundError(f"{self.path}: not a checkpoint directory") from None
         except OSError as exc:
-            raise CheckpointError(f"{self.path}: cannot open ({exc.strerror})") from None
+            raise CheckpointNotFoundError(f"{self.path}: cannot open ({exc.strerror})") from None
 
     def close(self) -> None:
         os.close(self.fd)
@@ -86,7 +86,7 @@ class OpenDirectory:
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise CheckpointError(f"{self.where(name)}: cannot read ({exc.strerror})") from None
+            raise CheckpointNotFoundError(f"{self.where(name)}: cannot read ({exc.strerror})") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise CheckpointError(f"{self.where(name)}: not a regular file")
@@ -106,7 +106,7 @@ def read_consistently(path: str, read: Callable[[OpenDirectory], T]) -> T:
                 if not _same_directory(directory, path):
                     continue
                 if isinstance(exc, FileNotFoundError):
-                    raise CheckpointError(f"{directory.where(str(exc.filename))}: missing") from None
+                    raise CheckpointNotFoundError(f"{directory.where(str(exc.filename))}: missing") from None
                 raise
     raise CheckpointError(f"{path}: kept changing while being read ({RETRIES} tries)")
 

@@ -9,13 +9,13 @@ of preference (an index and its shards, or one file).
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import socket
 from typing import Any
 
 from .config import BigBirdConfig
-from .errors import CheckpointError, InputError, fail
+from .errors import CheckpointNotFoundError, InputError, fail
 
 # keywords of transformers' from_pretrained that every backend accepts, with the meaning they have there
 HUB_ARGS = ("revision", "cache_dir", "local_files_only", "token", "force_download", "subfolder")
@@ -23,6 +23,48 @@ HUB_ARGS = ("revision", "cache_dir", "local_files_only", "token", "force_downloa
 
 def is_local(name_or_path: str | os.PathLike[str]) -> bool:
     return os.path.isdir(os.fspath(name_or_path))
+
+
+def check_subfolder(subfolder: Any) -> str:
+    """``subfolder`` when it is a relative path inside the checkpoint (no ``..``, not absolute); reads stay
+    inside what the user named."""
+    if not isinstance(subfolder, str):
+        raise fail(InputError, "subfolder", "a relative path inside the checkpoint (a string)", subfolder)
+    parts = subfolder.replace("\\", "/").split("/")
+    if subfolder and (os.path.isabs(subfolder) or subfolder.startswith("~") or ".." in parts or "\0" in subfolder):
+        raise fail(InputError, "subfolder", "a relative path inside the checkpoint (no '..', not absolute)",
+                   repr(subfolder))  # fmt: skip
+    return subfolder
+
+
+def hub_offline(local_files_only: bool) -> bool:
+    """Whether to read the local cache only: ``local_files_only``, or ``HF_HUB_OFFLINE`` as it is set now (read
+    from the environment at each call: huggingface_hub reads it once, at import)."""
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if flag or local_files_only:
+        return True
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+PROBE_SECONDS = 3.0  # how long to wait for the Hub's host before reading the cache only
+
+
+def hub_reachable(endpoint: str, timeout: float = PROBE_SECONDS) -> bool:
+    """Whether the Hub's host accepts a connection within ``timeout`` seconds (True behind a proxy, which this
+    probe cannot judge): without a network, huggingface_hub retries for about 25 s before giving up."""
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return True
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def resolve(name_or_path: str | os.PathLike[str], weight_files: tuple[str, ...], *, revision: str | None = None,
@@ -33,49 +75,79 @@ def resolve(name_or_path: str | os.PathLike[str], weight_files: tuple[str, ...],
     Args:
         weight_files: the backend's weight file names, most preferred first (``*.index.json`` names an index
             whose shards are fetched too).
+
+    Raises:
+        CheckpointNotFoundError (also an ``OSError``) saying which: not a directory, not in the cache while
+        offline, the Hub unreachable, or not on the Hub; InputError for a ``subfolder`` outside the checkpoint.
     """
     path = os.fspath(name_or_path)
     if not isinstance(path, str) or not path:
         raise fail(InputError, "pretrained_model_name_or_path", "a directory or a Hub id", name_or_path)
+    subfolder = check_subfolder(subfolder)
     if is_local(path):
         return os.path.join(path, subfolder) if subfolder else path
     if os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") > 1:
-        raise CheckpointError(f"{path}: not a checkpoint directory (and not a Hub id such as org/name)")
+        raise CheckpointNotFoundError(f"{path}: not a checkpoint directory (and not a Hub id such as org/name)")
     try:
         import huggingface_hub as hub
-        from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+        from huggingface_hub import constants as hub_constants
+        from huggingface_hub import errors as hub_errors
     except ImportError:
-        raise CheckpointError(
+        raise CheckpointNotFoundError(
             f"{path}: not a local directory; loading Hub ids needs huggingface_hub (pip install huggingface_hub)"
         ) from None
+    from .checkpoint import read_index_file
+
+    offline = hub_offline(local_files_only)
+    unreachable = not offline and not hub_reachable(hub_constants.ENDPOINT)
+    if unreachable:  # read the cache only, at once (as transformers falls back to it when offline)
+        offline = True
 
     def fetch(name: str) -> str:
         return hub.hf_hub_download(path, name, subfolder=subfolder or None, revision=revision,
-                                   cache_dir=cache_dir, local_files_only=local_files_only, token=token,
-                                   force_download=force_download)  # fmt: skip
+                                   cache_dir=cache_dir, local_files_only=offline, token=token,
+                                   force_download=force_download and not offline)  # fmt: skip
+
+    def why(name: str, exc: Exception) -> CheckpointNotFoundError:
+        """What went wrong, in words: not cached while offline, no network, not on the Hub, no such file."""
+        if isinstance(exc, hub_errors.LocalEntryNotFoundError):
+            if offline and not unreachable:
+                return CheckpointNotFoundError(
+                    f"{path}: no {name} in the local Hugging Face cache (offline: local_files_only or "
+                    "HF_HUB_OFFLINE; load it once online, or pass cache_dir=)")
+            return CheckpointNotFoundError(
+                f"{path}: cannot reach the Hub ({hub_constants.ENDPOINT}) and {name} is not in the local cache "
+                "(no network? HF_HUB_OFFLINE=1 reads the cache only, at once)")
+        if isinstance(exc, hub_errors.RevisionNotFoundError):
+            return CheckpointNotFoundError(f"{path}: revision {revision!r} is not on the Hub")
+        if isinstance(exc, hub_errors.RepositoryNotFoundError):
+            return CheckpointNotFoundError(f"{path}: not on the Hub (no such repository, or a private one: "
+                                           "pass token=)")  # fmt: skip
+        if isinstance(exc, hub_errors.EntryNotFoundError):
+            return CheckpointNotFoundError(f"{path}: the repository has no {name}")
+        first = (str(exc).splitlines() or [""])[0]
+        return CheckpointNotFoundError(f"{path}: {name} cannot be fetched ({type(exc).__name__}: {first})")
 
     try:
         config = fetch("config.json")
-    except (LocalEntryNotFoundError, EntryNotFoundError) as exc:
-        where = "the local Hugging Face cache" if local_files_only or hub.constants.HF_HUB_OFFLINE else "the Hub"
-        raise CheckpointError(f"{path}: no config.json in {where} ({type(exc).__name__})") from None
-    except Exception as exc:  # noqa: BLE001 - huggingface_hub's errors (unknown repo, gated, network) reworded
-        raise CheckpointError(f"{path}: cannot be resolved on the Hub ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - huggingface_hub's errors (cache, network, repository) reworded
+        raise why("config.json", exc) from None
     folder = os.path.dirname(config)
     for name in weight_files:
         try:
             local = fetch(name)
-        except (LocalEntryNotFoundError, EntryNotFoundError):
+        except (hub_errors.LocalEntryNotFoundError, hub_errors.EntryNotFoundError):
             continue
         except Exception as exc:  # noqa: BLE001
-            raise CheckpointError(f"{path}: {name} cannot be fetched ({type(exc).__name__}: {exc})") from None
+            raise why(name, exc) from None
         if name.endswith(".index.json"):
-            with open(local, encoding="utf-8") as fh:
-                shards = sorted(set(json.load(fh).get("weight_map", {}).values()))
-            for shard in shards:
-                fetch(shard)
+            for shard in sorted(read_index_file(local)):  # a regular file, validated, plain shard names
+                try:
+                    fetch(shard)
+                except Exception as exc:  # noqa: BLE001
+                    raise why(shard, exc) from None
         return folder
-    raise CheckpointError(f"{path}: the repository has none of the weight files {', '.join(weight_files)}")
+    raise CheckpointNotFoundError(f"{path}: the repository has none of the weight files {', '.join(weight_files)}")
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$", re.IGNORECASE)

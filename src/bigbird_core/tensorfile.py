@@ -22,6 +22,7 @@ _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np
 _ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 _ITEM_SIZE = {**{k: np.dtype(v).itemsize for k, v in _ST_DTYPES.items()}, "BF16": 2}
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+MAX_TENSORS = 100_000  # per file: a BigBird of a thousand layers has about 16,000 tensors in all
 
 try:  # NumPy's bfloat16, from the small NumPy-only package that JAX also uses
     from ml_dtypes import bfloat16 as BF16
@@ -53,6 +54,9 @@ def parse_header(path: str, raw: bytes, body: int) -> dict[str, tuple[str, tuple
         raise CheckpointError(f"{path}: corrupt safetensors header (not JSON)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt safetensors header (expected a JSON object, got {type(header).__name__})")
+    if len(header) > MAX_TENSORS + 1:  # (+1: __metadata__) refused before validating a million entries
+        raise CheckpointError(f"{path}: a safetensors header of {len(header) - 1} tensors (at most {MAX_TENSORS} "
+                              "per file are read)")  # fmt: skip
     entries = {}
     for name, info in header.items():
         if name == "__metadata__":

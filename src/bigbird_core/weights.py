@@ -8,12 +8,14 @@ the word embedding matrix and its bias is ``cls.predictions.bias``; neither is s
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .config import BigBirdConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, CheckpointMismatchError
 from .head_specs import HEADS, TIED_DECODER_WEIGHT  # noqa: F401  (HEADS re-exported)
 from .params import ParamSpec, linear_params, norm_params
 from .registry import check_head, head_spec  # noqa: F401  (check_head re-exported)
@@ -111,6 +113,21 @@ def _is_body(name: str) -> bool:
     return name.removeprefix(BODY_PREFIX).startswith(("embeddings.", "encoder."))
 
 
+_LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
+
+
+def check_layer_count(config: BigBirdConfig, state: dict[str, Any]) -> None:
+    """A config must not ask for more encoder layers than a checkpoint with layers holds: checked on the
+    names alone, before any table or array of the config's size is made (a config of a million layers over a
+    two-layer checkpoint is refused at once, not after gigabytes of initialisation)."""
+    found = {int(m.group(1)) for m in map(_LAYER.search, state) if m}
+    if found and config.num_hidden_layers > max(found) + 1:
+        raise CheckpointMismatchError(
+            f"num_hidden_layers: the config asks for {config.num_hidden_layers} layers, the checkpoint's weights "
+            f"hold {max(found) + 1}"
+        )
+
+
 def match_state_dict(
     config: BigBirdConfig, head: str, state: dict[str, np.ndarray], *, seed: int = 0, dtype: str | None = None,
     add_pooling_layer: bool | None = None, strict: bool = False, warn: bool = False,
@@ -126,6 +143,7 @@ def match_state_dict(
     Raises:
         CheckpointError listing every mis-shaped key (and, when ``strict``, missing and unexpected keys).
     """
+    check_layer_count(config, state)  # before the table of a config that may ask for millions of layers
     specs = param_specs(config, head, add_pooling_layer)
     state = _adapt_prefix(dict(state), head)
     if TIED_DECODER_BIAS in state and "cls.predictions.bias" not in state:
@@ -167,9 +185,8 @@ def match_state_dict(
         if strict:
             lines += [f"  missing {k}" for k in missing] + [f"  unexpected {k}" for k in unexpected]
         hint = "" if strict else "\n  (ignore_mismatched_sizes=True initialises them instead)"
-        raise CheckpointError(
-            f"weights: the checkpoint does not fit {head} with this config:\n" + "\n".join(lines) + hint
-        )
+        error = CheckpointMismatchError if mismatched and not ignore_mismatched_sizes else CheckpointError
+        raise error(f"weights: the checkpoint does not fit {head} with this config:\n" + "\n".join(lines) + hint)
     if dtype is None:
         dtype = str(next(iter(state.values())).dtype) if state else "float32"
     fresh = (

@@ -1,0 +1,167 @@
+"""The new surfaces fail loudly (issue: Hub cache, loading sizes, command line, inputs, caches, generate, pairs,
+sequence parallelism): each row found by trying them as a user and an attacker would, with the clear error it
+now gives, the same from every backend that has the surface."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import bigbird_core as core
+from bigbird_core import BigBirdConfig, CheckpointError, InputError
+from bigbird_core.errors import CheckpointMismatchError, CheckpointNotFoundError
+from hubcache import hub_cache
+
+CFG = BigBirdConfig(vocab_size=64, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
+                    max_position_embeddings=256, block_size=8, num_random_blocks=2, pad_token_id=0, bos_token_id=1,
+                    eos_token_id=2, sep_token_id=3)  # fmt: skip
+
+
+def loaders():
+    """``from_pretrained`` of BigBirdModel in every installed backend."""
+    out = [("numpy", core.BigBirdModel.from_pretrained)]
+    try:
+        import bigbird_torch as bt
+
+        out.append(("torch", bt.BigBirdModel.from_pretrained))
+    except ImportError:
+        pass
+    try:
+        import bigbird_flax as bf
+
+        out.append(("flax", bf.FlaxBigBirdModel.from_pretrained))
+    except ImportError:
+        pass
+    return out
+
+
+LOADERS = loaders()
+IDS = [name for name, _ in LOADERS]
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """A sharded checkpoint in a local folder and in a Hub cache."""
+    tmp = tmp_path_factory.mktemp("reliable")
+    core.BigBirdModel(CFG, seed=0).save_pretrained(tmp / "model", max_shard_size=20_000)
+    assert (tmp / "model" / "model.safetensors.index.json").exists()
+    core.BigBirdModel(CFG, seed=1).save_pretrained(tmp / "elsewhere")
+    root = hub_cache(str(tmp / "cache"), "org/sharded", {"main": str(tmp / "model")})
+    return tmp, root
+
+
+def _snapshot(root: str, repo: str) -> str:
+    base = os.path.join(root, "models--" + repo.replace("/", "--"), "snapshots")
+    return os.path.join(base, os.listdir(base)[0])
+
+
+# ------------------------------------------------------------------------------------------ Hub and loading
+@pytest.mark.parametrize("backend,load", LOADERS, ids=IDS)
+def test_a_subfolder_stays_inside_the_checkpoint(backend, load, sharded):
+    tmp, root = sharded
+    for bad in ("../elsewhere", str(tmp / "elsewhere"), "a/../../elsewhere"):
+        with pytest.raises(InputError, match="subfolder: expected a relative path inside the checkpoint"):
+            load(str(tmp / "model"), subfolder=bad)
+        with pytest.raises(InputError, match="subfolder: expected a relative path inside the checkpoint"):
+            load("org/sharded", subfolder=bad, cache_dir=root, local_files_only=True)
+
+
+def test_a_hub_index_that_is_a_fifo_is_refused_not_waited_on(sharded, tmp_path):
+    """A snapshot whose index links to a FIFO: a fresh process must fail at once (before: every backend hung)."""
+    _, root = sharded
+    import shutil
+
+    copy = tmp_path / "cache"
+    shutil.copytree(root, copy, symlinks=True)
+    snap = _snapshot(str(copy), "org/sharded")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    os.remove(os.path.join(snap, "model.safetensors.index.json"))
+    os.symlink(fifo, os.path.join(snap, "model.safetensors.index.json"))
+    code = (f"import bigbird_core as c\ntry:\n    c.BigBirdModel.from_pretrained('org/sharded', cache_dir={str(copy)!r}, "
+            "local_files_only=True)\nexcept c.CheckpointError as e:\n    print('refused:', e)")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "refused:" in run.stdout and "not a regular file" in run.stdout, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("index", [b'{"weight_map": [1, 2]}', b"{not json", b"12", b"\xff\xfe\xfa", b'{"weight_map": {"a": 3}}',
+                                   b'{"weight_map": {"a": "../x.safetensors"}}'])  # fmt: skip
+def test_a_malformed_hub_index_is_a_checkpoint_error(index, sharded, tmp_path):
+    _, root = sharded
+    import shutil
+
+    copy = tmp_path / "cache"
+    shutil.copytree(root, copy, symlinks=True)
+    target = os.path.join(_snapshot(str(copy), "org/sharded"), "model.safetensors.index.json")
+    os.remove(target)
+    with open(target, "wb") as fh:
+        fh.write(index)
+    for _, load in LOADERS:
+        with pytest.raises(CheckpointError, match="index|shard"):
+            load("org/sharded", cache_dir=str(copy), local_files_only=True)
+
+
+@pytest.mark.parametrize("backend,load", LOADERS, ids=IDS)
+def test_a_config_of_a_million_layers_is_refused_before_anything_is_built(backend, load, sharded):
+    tmp, _ = sharded
+    start = time.perf_counter()
+    with pytest.raises(CheckpointMismatchError, match="num_hidden_layers: the config asks for 1000000 layers, the "
+                       "checkpoint's weights hold 2"):  # fmt: skip
+        load(str(tmp / "model"), num_hidden_layers=1_000_000)
+    assert time.perf_counter() - start < 10
+    with pytest.raises(RuntimeError):  # what a transformers user catches for mis-shaped weights
+        load(str(tmp / "model"), hidden_size=64, num_attention_heads=2)
+
+
+def test_a_header_of_a_million_tensors_is_refused_fast(tmp_path):
+    import json
+    import struct
+
+    header = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(1_000_000)}
+    raw = json.dumps(header).encode()
+    os.makedirs(tmp_path / "ck")
+    with open(tmp_path / "ck" / "model.safetensors", "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)) + raw)
+    from bigbird_core.checkpoint import read_safetensors
+
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match="tensors"):
+        read_safetensors(str(tmp_path / "ck" / "model.safetensors"))
+    assert time.perf_counter() - start < 10
+
+
+def test_missing_checkpoints_are_also_os_errors(tmp_path):
+    for _, load in LOADERS:
+        with pytest.raises(OSError):
+            load(str(tmp_path / "nothing-here"))
+        with pytest.raises(CheckpointNotFoundError, match="no config.json"):
+            load(str(tmp_path))
+
+
+@pytest.mark.parametrize("env,expect", [({"HF_HUB_OFFLINE": "1"}, "no config.json in the local Hugging Face cache "
+                                         "(offline"),
+                                        ({"HF_ENDPOINT": "http://127.0.0.1:9"}, "cannot reach the Hub")])  # fmt: skip
+def test_a_hub_id_the_cache_lacks_says_why_and_fails_fast(env, expect, tmp_path):
+    code = ("import bigbird_core as c\ntry:\n    c.BigBirdModel.from_pretrained('org/absent')\n"
+            "except OSError as e:\n    print('refused:', e)")  # fmt: skip
+    full = {**os.environ, "HF_HUB_CACHE": str(tmp_path), **env}
+    if "HF_HUB_OFFLINE" not in env:
+        full.pop("HF_HUB_OFFLINE", None)
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=full)
+    assert f"refused: org/absent: {expect}" in run.stdout.replace("\n", " ") or expect in run.stdout, run.stdout + run.stderr
+    assert time.perf_counter() - start < 20  # (before: 25 s of retries without a network)
+
+
+def test_an_unreachable_hub_falls_back_to_the_cache(sharded):
+    _, root = sharded
+    code = ("import bigbird_core as c\nm = c.BigBirdModel.from_pretrained('org/sharded')\n"
+            "print('loaded', m.config.hidden_size)")  # fmt: skip
+    env = {**os.environ, "HF_HUB_CACHE": root, "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env.pop("HF_HUB_OFFLINE", None)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert "loaded 32" in run.stdout, run.stdout + run.stderr
