@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import bigbird_core as core
@@ -165,3 +166,105 @@ def test_an_unreachable_hub_falls_back_to_the_cache(sharded):
     env.pop("HF_HUB_OFFLINE", None)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert "loaded 32" in run.stdout, run.stdout + run.stderr
+
+
+# ---------------------------------------------------------------------------------------------- command line
+BIGBIRD = [sys.executable, "-m", "bigbird_cli"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*BIGBIRD, *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def odd_checkpoints(tmp_path_factory):
+    """Checkpoints that a check, info or convert must not pass: NaN weights, weights of no known key, int32
+    weights, and an encoder-decoder pair."""
+    from bigbird_core.checkpoint import write_checkpoint
+
+    tmp = tmp_path_factory.mktemp("odd")
+    nan = core.BigBirdForSequenceClassification(CFG, seed=0)
+    nan.params = {k: np.full_like(v, np.nan) if "layer.0.intermediate" in k else v for k, v in nan.params.items()}
+    nan.save_pretrained(tmp / "nan")
+    write_checkpoint(str(tmp / "nokeys"), CFG, {"foo.weight": np.ones((3, 3), np.float32)}, "BigBirdModel",
+                     "safetensors")  # fmt: skip
+    ints = {k: v.astype(np.int32) for k, v in core.BigBirdModel(CFG, seed=0).params.items()}
+    write_checkpoint(str(tmp / "ints"), CFG, ints, "BigBirdModel", "safetensors")
+    return tmp
+
+
+def test_check_fails_on_non_finite_outputs(odd_checkpoints):
+    out = cli("check", "--model", str(odd_checkpoints / "nan"), "--backends", "numpy,torch",
+              "--json")  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    import json
+
+    rows = json.loads(out.stdout)["rows"]
+    assert any(r["right"] == "finite" and not r["ok"] for r in rows)
+
+
+def test_check_and_info_refuse_weights_that_fit_no_head(odd_checkpoints):
+    for args in (("check", "--model", str(odd_checkpoints / "nokeys")), ("info", str(odd_checkpoints / "nokeys"))):
+        out = cli(*args)
+        assert out.returncode == 2 and "fit no head" in out.stderr, out.stdout + out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_convert_writes_nothing_when_it_fails(odd_checkpoints, tmp_path):
+    out = cli("convert", str(odd_checkpoints / "ints"), str(tmp_path / "dst"), "--to", "safetensors")
+    assert out.returncode == 2 and "int32" in out.stderr, out.stdout + out.stderr
+    assert not (tmp_path / "dst").exists()
+
+
+def test_check_sizes_are_refused_before_allocation():
+    start = time.perf_counter()
+    out = cli("check", "--seq-len", "1000000000")
+    assert out.returncode == 2 and "--seq-len: expected at most max_position_embeddings = 512" in out.stderr, out.stderr
+    out = cli("check", "--batch", "100000", "--seq-len", "500")
+    assert out.returncode == 2 and "GiB" in out.stderr and "--batch" in out.stderr, out.stderr
+    assert time.perf_counter() - start < 60
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_with_json_print_json(flag):
+    import json
+
+    out = cli(flag, "--json")
+    data = json.loads(out.stdout)
+    assert out.returncode == 0 and data["ok"] and (data.get("help") or data.get("version"))
+    out = cli("check", flag, "--json") if flag == "--help" else out
+    assert json.loads(out.stdout)["ok"]
+
+
+def test_info_and_check_take_an_encoder_decoder_pair(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("flax")
+    import json
+
+    import bigbird_torch as bt
+    from bigbird_core import EncoderDecoderConfig
+
+    dec = CFG.replace(is_decoder=True, add_cross_attention=True, hidden_size=24, num_attention_heads=2)
+    pair = bt.BigBirdEncoderDecoderModel(EncoderDecoderConfig.from_encoder_decoder_configs(CFG, dec))
+    pair.save_pretrained(tmp_path / "pair")
+    out = cli("info", str(tmp_path / "pair"), "--json")
+    data = json.loads(out.stdout)
+    assert out.returncode == 0 and data["kind"] == "encoder-decoder pair" and data["enc_to_dec_proj"]
+    assert data["decoder"]["hidden_size"] == 24
+    out = cli("check", "--model", str(tmp_path / "pair"), "--json")
+    data = json.loads(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [(r["head"], r["left"], r["right"]) for r in data["rows"]] == [("EncoderDecoderModel", "torch", "flax")]
+    # a projection of the wrong shape or dtype is refused at load, the same in both backends
+    state = bt.to_canonical(pair.state_dict())
+    from bigbird_core.checkpoint import write_checkpoint
+
+    for name, bad in (("shape", np.zeros((3, 3), np.float32)), ("dtype", state["enc_to_dec_proj.weight"].astype(np.int32))):
+        write_checkpoint(str(tmp_path / name), pair.config, {**state, "enc_to_dec_proj.weight": bad},
+                         "EncoderDecoderModel", "safetensors")  # fmt: skip
+        import bigbird_flax as bf
+
+        for load in (bt.BigBirdEncoderDecoderModel.from_pretrained, bf.FlaxBigBirdEncoderDecoderModel.from_pretrained):
+            with pytest.raises(CheckpointError, match="enc_to_dec_proj.weight"):
+                load(str(tmp_path / name))
+    del torch

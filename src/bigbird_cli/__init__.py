@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from bigbird_core.errors import BigBirdError
+from bigbird_core.errors import BigBirdError, CheckpointError
 from bigbird_core.registry import head_names
 
 from .backends import BACKENDS, available_backends, load_formats
@@ -176,21 +176,29 @@ def _check(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from bigbird_core.checkpoint import is_weight_file, read_checkpoint
+    from bigbird_core.encoder_decoder import read_pair_config
 
     from .check import supported_heads
 
+    pair = read_pair_config(args.model)
+    if pair is not None:
+        return _info_pair(args, pair)
     with Progress(args, total=2) as say:
         say("reading the checkpoint")
         config, state = read_checkpoint(args.model)
         say("probing which heads its weights fit")
         heads = supported_heads(args.model)
+    if not heads:  # described, but no backend can load it: bad input
+        example = f" such as {sorted(state)[0]}" if state else ""
+        raise CheckpointError(f"{args.model}: its weights fit no head ({len(state)} tensors{example}): no backend "
+                              "can load it")  # fmt: skip
     dtypes = sorted({str(v.dtype) for v in state.values()})
     count = sum(int(np.prod(v.shape)) for v in state.values())
     files = {n: os.path.getsize(os.path.join(args.model, n)) for n in sorted(os.listdir(args.model))
              if is_weight_file(n) and n != "config.json"}  # fmt: skip
     if args.json:
-        _emit({"ok": True, "checkpoint": args.model, "parameters": count, "tensors": len(state), "dtypes": dtypes,
-               "weight_files": files, "heads": heads, "config": config.to_dict()})  # fmt: skip
+        _emit({"ok": True, "checkpoint": args.model, "kind": "BigBird", "parameters": count, "tensors": len(state),
+               "dtypes": dtypes, "weight_files": files, "heads": heads, "config": config.to_dict()})  # fmt: skip
         return OK
     print(f"checkpoint: {args.model}")
     print(f"parameters: {count:,} in {len(state)} tensors ({', '.join(dtypes)})")
@@ -201,6 +209,35 @@ def _info(args: argparse.Namespace) -> int:
     print("config:")
     for key, value in sorted(config.to_dict().items()):
         print(f"  {key}: {value}")
+    return OK
+
+
+def _info_pair(args: argparse.Namespace, config: Any) -> int:
+    """``bigbird info`` of an encoder-decoder pair: both sides and the projection, its weights read whole (a pair
+    whose weights do not fit its config is bad input)."""
+    from bigbird_core.checkpoint import _read_weights
+    from bigbird_core.encoder_decoder import split_state
+    from bigbird_core.files import read_consistently
+
+    from .pair import describe_pair
+
+    with Progress(args, total=1) as say:
+        say("reading the pair")
+        state = read_consistently(args.model, lambda d: _read_weights(d, (), None))
+        split_state(config, state)  # both sides and the projection fit their configs (else bad input)
+    info = describe_pair(config, state)
+    if args.json:
+        _emit({"ok": True, "checkpoint": args.model, **info, "config": config.to_dict()})
+        return OK
+    print(f"checkpoint: {args.model} (an encoder-decoder pair of BigBirds)")
+    print(f"parameters: {info['parameters']:,} in {info['tensors']} tensors")
+    for side in ("encoder", "decoder"):
+        d = info[side]
+        print(f"{side}: {d['layers']} layers, hidden {d['hidden_size']}, {d['heads']} heads, vocabulary "
+              f"{d['vocab_size']}, {d['attention_type']}" + (", cross-attention" if d["add_cross_attention"] else ""))
+    print(f"enc_to_dec_proj: {'yes' if info['enc_to_dec_proj'] else 'no'}")
+    print("run it with BigBirdEncoderDecoderModel (torch) or FlaxBigBirdEncoderDecoderModel; `bigbird check --model` "
+          "compares them")
     return OK
 
 
@@ -390,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _interrupted)
     as_json, debug = "--json" in argv, "--debug" in argv
     try:
+        if as_json and any(a in ("--help", "-h", "--version") for a in argv):
+            return _json_help(argv)
         args = build_parser().parse_args(argv)
         load_formats()
         return args.func(args)
@@ -412,6 +451,23 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return _fail(INTERNAL, f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the "
                      "traceback and report it", as_json)  # fmt: skip
+
+
+def _json_help(argv: list[str]) -> int:
+    """``--help`` or ``--version`` with ``--json``: the text argparse prints, inside one JSON document."""
+    import contextlib
+    import io
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        try:
+            build_parser().parse_args([a for a in argv if a != "--json"])
+        except SystemExit:
+            pass
+    key = "version" if "--version" in argv else "help"
+    extra = {"versions": versions()} if key == "version" else {}
+    _emit({"ok": True, key: text.getvalue().strip(), **extra})
+    return OK
 
 
 def _broken_pipe() -> int:

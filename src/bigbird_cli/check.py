@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bigbird_core.config import BigBirdConfig
-from bigbird_core.errors import CheckpointError
+from bigbird_core.errors import CheckpointError, InputError
 from bigbird_core.heads import model_class
 from bigbird_core.registry import head_names, head_spec
 from bigbird_core.tolerances import as_float64, compare, identical
@@ -85,7 +85,7 @@ def load_reference() -> dict[tuple[str, str], dict[str, np.ndarray]]:
     return out
 
 
-def _worst(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], dtype: str):
+def worst_field(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], dtype: str):
     """The worst field of ``actual`` against ``expected`` (a field ``actual`` lacks fails)."""
     worst = None
     for field, value in expected.items():
@@ -93,6 +93,41 @@ def _worst(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], dtype
         if worst is None or (not c.ok, c.rel) > (not worst[0].ok, worst[0].rel):
             worst = (c, field)
     return worst
+
+
+def finite_rows(head: str, backend: str, flat: dict[str, np.ndarray]) -> list[Row]:
+    """A failing row when a backend's outputs hold NaN or infinity: a checkpoint of NaN weights must not pass
+    because every backend agrees on NaN."""
+    bad = [k for k, v in flat.items() if not np.all(np.isfinite(v))]
+    if not bad:
+        return []
+    return [Row(head, backend, "finite", bad[0], float("nan"), float("inf"), 0.0, False)]
+
+
+MEMORY_FRACTION = 0.8  # of this machine's memory that a check may plan to use
+
+
+def estimate_bytes(config: BigBirdConfig, head: str, seq_len: int, batch: int) -> int:
+    """About the peak bytes of one backend's run of ``head`` in a check: the dense attention probabilities of
+    every layer (``output_attentions``), hidden states, logits, their float64 copies for comparison."""
+    rows = batch * (2 if head_spec(head).choices else 1)
+    padded = -(-seq_len // config.block_size) * config.block_size
+    probs = config.num_hidden_layers * rows * config.num_attention_heads * padded * padded
+    hidden = (config.num_hidden_layers + 1) * rows * padded * config.hidden_size
+    logits = rows * padded * max(config.vocab_size, config.num_labels)
+    return int((probs + hidden + logits) * (4 + 8 + 8))  # float32 outputs, float64 copies, a second backend's
+
+
+def check_sizes(config: BigBirdConfig, heads: list[str], seq_len: int, batch: int) -> None:
+    """Refuse, before any array is made, a length the model cannot take or a run that cannot fit in memory."""
+    if seq_len > config.max_position_embeddings:
+        raise InputError(f"--seq-len: expected at most max_position_embeddings = {config.max_position_embeddings}, "
+                         f"got {seq_len}")  # fmt: skip
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    need = max((estimate_bytes(config, h, seq_len, batch) for h in heads), default=0)
+    if need > MEMORY_FRACTION * total:
+        raise InputError(f"--seq-len / --batch: a check of {batch} x {seq_len} tokens needs about {need / 2**30:.1f} "
+                         f"GiB; this machine has {total / 2**30:.1f} GiB (use a smaller --batch or --seq-len)")  # fmt: skip
 
 
 def flatten_output(out) -> dict[str, np.ndarray]:
@@ -171,11 +206,28 @@ def run_check(
     Returns one row per head and backend pair (and, on the default model at the default length, batch and
     seed, per backend against transformers' recorded outputs): the worst field against the tolerance.
     """
+    if directory is not None:
+        from bigbird_core.encoder_decoder import read_pair_config
+
+        pair = read_pair_config(directory)
+        if pair is not None:
+            from .pair import check_pair
+
+            if heads:
+                raise InputError("--heads: an encoder-decoder pair is checked whole (leave --heads out)")
+            check_sizes(pair.encoder, ["BigBirdModel"], seq_len, batch)
+            return check_pair(directory, pair, backends, seq_len=seq_len, batch=batch, seed=seed, dtype=dtype,
+                              progress=progress)  # fmt: skip
+    heads = heads or (list(head_names()) if directory is None else supported_heads(directory))
+    if not heads:
+        raise CheckpointError(f"{directory}: its weights fit no head (no BigBird body weights under the config's "
+                              "names): no backend can load it")  # fmt: skip
+    check_sizes(DEFAULT_CONFIG if directory is None else BigBirdConfig.load(directory), heads, seq_len, batch)
     reference = uses_reference(directory, seq_len, batch, seed)
     with tempfile.TemporaryDirectory() as tmp:
         rows: list[Row] = []
         recorded = load_reference() if reference else {}
-        for head in heads or (list(head_names()) if directory is None else supported_heads(directory)):
+        for head in heads:
             path = directory
             if directory is None:
                 path = os.path.join(tmp, head)
@@ -190,13 +242,14 @@ def run_check(
                 results[name] = flatten_output(
                     run(output_attentions=True, output_hidden_states=True, **inputs)
                 )
+                rows += finite_rows(head, name, results[name])
             expected = recorded.get((head, "train" if train else "eval"))
             if expected is not None:  # a head transformers has (a head added later has no recording)
                 for name in backends:
-                    c, fld = _worst(results[name], expected, "float32")
+                    c, fld = worst_field(results[name], expected, "float32")
                     rows.append(Row(head, name, "transformers", fld, c.max_abs, c.rel, c.tol, c.ok))
             for left, right in itertools.combinations(backends, 2):
-                c, fld = _worst(results[right], results[left], dtype)
+                c, fld = worst_field(results[right], results[left], dtype)
                 rows.append(Row(head, left, right, fld, c.max_abs, c.rel, c.tol, c.ok))
         progress("weights round trip")
         rows.append(conversion_round_trip(directory, backends))

@@ -237,6 +237,12 @@ class BigBirdConfig:
         """Build from a ``config.json`` dict; keys that are not fields go to ``extra``."""
         if not isinstance(data, dict):
             raise fail(ConfigError, "config", "a JSON object", data)
+        kind = data.get("model_type", "big_bird")
+        if kind == "encoder-decoder":
+            raise ConfigError("config: model_type 'encoder-decoder' is a pair of BigBirds: load it with "
+                              "BigBirdEncoderDecoderModel (bigbird info and bigbird check take pairs too)")
+        if kind not in ("big_bird", None):
+            raise fail(ConfigError, "config.model_type", '"big_bird"', repr(kind))
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs: dict[str, Any] = {}
         extra: dict[str, Any] = {}

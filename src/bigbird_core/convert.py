@@ -99,11 +99,14 @@ def convert_checkpoint(
         raise fail(InputError, "--to", f"one of {', '.join(FORMATS)}", repr(fmt))
     if os.path.realpath(src) == os.path.realpath(dst):  # symlinks resolved: never overwrite the source
         raise fail(InputError, "DST", f"a directory other than SRC ({os.path.realpath(src)})", dst)
+    from .weights import match_state_dict
+
     config, state = read_checkpoint(src)
     source_head = detect_head(config, state)
+    # every check a load makes (dtypes, shapes, a body at all) before a byte is written: nothing is left at DST
+    # by a conversion that fails
+    match_state_dict(config, source_head, state)
     if head is not None:
-        from .weights import match_state_dict
-
         if head not in head_names():
             raise fail(InputError, "--head", f"one of {', '.join(head_names())}", repr(head))
         kept, report = match_state_dict(config, head, state)

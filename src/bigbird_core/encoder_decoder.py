@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .config import BigBirdConfig
-from .errors import CheckpointError, ConfigError, InputError, fail
+from .errors import CheckpointError, CheckpointMismatchError, ConfigError, InputError, fail
 from .params import linear_params
 from .validate import IGNORE_INDEX
 from .weights import LoadReport, match_state_dict
@@ -129,7 +129,14 @@ def split_state(config: EncoderDecoderConfig, state: dict[str, np.ndarray], *, s
         rng = np.random.default_rng(seed + 2)
         for spec in linear_params(PROJECTION, config.decoder.hidden_size, config.encoder.hidden_size):
             if spec.name in state:
-                projection[spec.name] = np.asarray(state[spec.name], np.float32)
+                value = np.asarray(state[spec.name])
+                if value.dtype.kind != "f" and str(value.dtype) != "bfloat16":
+                    raise CheckpointError(f"weights: {spec.name} is stored as {value.dtype}, expected floating point")
+                if tuple(value.shape) != spec.shape:
+                    raise CheckpointMismatchError(f"weights: the checkpoint does not fit the pair: mis-shaped "
+                                                  f"{spec.name}: checkpoint {tuple(value.shape)}, config expects "
+                                                  f"{spec.shape}")  # fmt: skip
+                projection[spec.name] = value.astype(np.float32)
                 continue
             missing.append(spec.name)
             projection[spec.name] = (rng.standard_normal(spec.shape).astype(np.float32) * np.float32(
@@ -171,6 +178,25 @@ def load_encoder_decoder(name_or_path: str | os.PathLike[str], *, prefer: tuple[
     config, state = read_consistently(os.fspath(directory), read)
     enc, dec, proj, report = split_state(config, state, seed=seed, warn=True)
     return config, enc, dec, proj, report
+
+
+def read_pair_config(directory: str | os.PathLike[str]) -> EncoderDecoderConfig | None:
+    """The pair config of a checkpoint directory whose ``config.json`` is an encoder-decoder's, else None."""
+    from .checkpoint import CONFIG
+    from .files import OpenDirectory
+
+    with OpenDirectory(os.fspath(directory)) as d:
+        if not d.exists(CONFIG):
+            return None
+        with d.open(CONFIG) as fh:
+            raw = fh.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None  # the BigBird reader says what is wrong with it
+    if not isinstance(data, dict) or data.get("model_type") != "encoder-decoder":
+        return None
+    return EncoderDecoderConfig.from_dict(data)
 
 
 def generation_tokens(config: EncoderDecoderConfig) -> dict[str, Any]:

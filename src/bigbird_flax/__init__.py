@@ -51,6 +51,7 @@ BigBirdForMultipleChoice = FlaxBigBirdForMultipleChoice
 BigBirdForTokenClassification = FlaxBigBirdForTokenClassification
 BigBirdForQuestionAnswering = FlaxBigBirdForQuestionAnswering
 BigBirdPreTrainedModel = FlaxBigBirdPreTrainedModel
+BigBirdEncoderDecoderModel = FlaxBigBirdEncoderDecoderModel
 
 
 __all__ = [
@@ -64,5 +65,5 @@ __all__ = [
     "FlaxBigBirdForCausalLMModule", "FlaxBigBirdForSequenceClassificationModule",
     "FlaxBigBirdForMultipleChoiceModule", "FlaxBigBirdForTokenClassificationModule",
     "FlaxBigBirdForQuestionAnsweringModule", "draw_plan", "FlaxBigBirdEncoderDecoderModel", "EncoderDecoderConfig",
-    "model_class", "to_canonical", "from_canonical", "HEAD_MODULES",
+    "model_class", "to_canonical", "from_canonical", "HEAD_MODULES", "BigBirdEncoderDecoderModel",
 ]  # fmt: skip
