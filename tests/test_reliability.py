@@ -268,3 +268,60 @@ def test_info_and_check_take_an_encoder_decoder_pair(tmp_path):
             with pytest.raises(CheckpointError, match="enc_to_dec_proj.weight"):
                 load(str(tmp_path / name))
     del torch
+
+
+# ------------------------------------------------------------------------------------------ forward inputs
+def models():
+    """BigBirdModel of CFG in every installed backend (eval mode)."""
+    out = [("numpy", core.BigBirdModel(CFG, seed=0))]
+    try:
+        import bigbird_torch as bt
+
+        out.append(("torch", bt.BigBirdModel(CFG, seed=0).eval()))
+    except ImportError:
+        pass
+    try:
+        import bigbird_flax as bf
+
+        out.append(("flax", bf.FlaxBigBirdModel(CFG, seed=0)))
+    except ImportError:
+        pass
+    return out
+
+
+def test_ids_past_int32_are_refused_alike():
+    ids = np.array([[5, 6, 2**31 + 5, 8]], np.int64)
+    messages = set()
+    for _, model in models():
+        with pytest.raises(InputError, match="input_ids: expected values in") as err:
+            model(input_ids=ids)
+        messages.add(str(err.value))
+    assert len(messages) == 1  # the same message from every backend
+
+
+def test_list_and_unsigned_ids_run_alike():
+    for name, model in models():  # (each backend's own seeded weights)
+        want = None
+        for ids in ([[5, 6, 7, 8]], np.array([[5, 6, 7, 8]], np.uint8), np.array([[5, 6, 7, 8]], np.int32)):
+            out = np.asarray(model(input_ids=ids).last_hidden_state if name != "torch" else
+                             model(input_ids=ids).last_hidden_state.detach())  # fmt: skip
+            want = out if want is None else want
+            np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {type(ids)}")
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("layer_norm_eps", float("inf"), "layer_norm_eps: expected a positive finite number, got inf"),
+    ("initializer_range", -1.0, "initializer_range: expected a non-negative finite number, got -1.0"),
+    ("plan_seed", -1, r"plan_seed: expected an integer in \[0, 2\*\*32\), got -1"),
+])  # fmt: skip
+def test_config_values_that_cannot_work_are_refused(field, value, expected):
+    with pytest.raises(core.ConfigError, match=expected):
+        CFG.replace(**{field: value})
+
+
+def test_label_maps_must_be_mappings():
+    with pytest.raises(core.ConfigError, match="id2label: expected a mapping"):
+        BigBirdConfig.from_dict({**CFG.to_dict(), "id2label": "oops"})
+    with pytest.raises(core.ConfigError, match="id2label: expected class indices"):
+        BigBirdConfig.from_dict({**CFG.to_dict(), "id2label": {"x": "a"}})
+    assert BigBirdConfig.from_dict({**CFG.to_dict(), "id2label": {"0": "neg", "1": "pos", "2": "mid"}}).num_labels == 3

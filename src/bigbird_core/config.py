@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,8 +189,20 @@ class BigBirdConfig:
                 continue
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise fail(ConfigError, name, "a probability in [0, 1)", value)
-        if not self.layer_norm_eps > 0:
-            raise fail(ConfigError, "layer_norm_eps", "a positive number", self.layer_norm_eps)
+        if not 0 < self.layer_norm_eps < math.inf:
+            raise fail(ConfigError, "layer_norm_eps", "a positive finite number", self.layer_norm_eps)
+        if not 0 <= self.initializer_range < math.inf:
+            raise fail(ConfigError, "initializer_range", "a non-negative finite number", self.initializer_range)
+        if not 0 <= self.plan_seed < 2**32:
+            raise fail(ConfigError, "plan_seed", "an integer in [0, 2**32)", self.plan_seed)
+        for name in ("id2label", "label2id"):  # transformers' label maps, kept in extra
+            value = self.extra.get(name)
+            if value is not None and not isinstance(value, dict):
+                raise fail(ConfigError, name, "a mapping (class index -> label name, or the reverse)", repr(value))
+        labels = self.extra.get("id2label")
+        if isinstance(labels, dict) and not all(str(k).lstrip("-").isdigit() and int(k) >= 0 for k in labels):
+            raise fail(ConfigError, "id2label", "class indices (non-negative integers) as keys",
+                       repr(sorted(map(str, labels))[:4]))  # fmt: skip
         for name in ("pad_token_id", "sep_token_id"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < self.vocab_size:

@@ -179,6 +179,11 @@ def prepare_call(
     encoder_len = check_cross_inputs(c, shapes.flat_batch, encoder_hidden_states, encoder_attention_mask)
     ref = input_ids if input_ids is not None else inputs_embeds
     xp, dev = namespace(ref), device(ref)
+    # unsigned ids (uint8 token ids, say) index as signed ones: the embeddings of every backend take those
+    signed = xp.int32 if xp.__name__ == "jax.numpy" else xp.int64
+    input_ids, token_type_ids, position_ids = (
+        xp.astype(x, signed) if x is not None and "uint" in str(x.dtype) else x
+        for x in (input_ids, token_type_ids, position_ids))  # fmt: skip
     if shapes.num_choices is not None:  # fold the choices axis into the batch
         flat = lambda x: None if x is None else xp.reshape(x, (-1,) + tuple(x.shape[2:]))  # noqa: E731
         input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds = map(

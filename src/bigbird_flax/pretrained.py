@@ -57,6 +57,12 @@ def _as_array(x: Any) -> Any:
     return x if x is None or isinstance(x, jax.Array) else jnp.asarray(np.asarray(x))
 
 
+def _host(x: Any) -> Any:
+    """An input as it was given, for the checks: JAX arrays as they are, anything else as a NumPy array, so that
+    int64 ids past int32 are judged before JAX (without x64) would truncate them."""
+    return x if x is None or isinstance(x, jax.Array) else np.asarray(x)
+
+
 def _merge(base: dict, given: dict) -> dict:
     """``base`` with every entry of ``given`` (nested dicts merged)."""
     out = dict(base)
@@ -280,12 +286,12 @@ class FlaxBigBirdPreTrainedModel:
         the updated cache. ``encoder_hidden_states`` / ``encoder_attention_mask``: cross-attention inputs
         (``config.add_cross_attention``)."""
         c = self.config
-        inputs = {k: _as_array(v) for k, v in dict(
+        inputs = {k: _host(v) for k, v in dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
             question_lengths=question_lengths, encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask).items() if v is not None}  # fmt: skip
-        labels = {k: _as_array(v) for k, v in labels.items()}
+        labels = {k: _host(v) for k, v in labels.items()}
         # the values are checked here, eagerly, where they are concrete (inside jit they are not)
         cross = {k: inputs.get(k) for k in ("encoder_hidden_states", "encoder_attention_mask")}
         model_inputs = {k: v for k, v in inputs.items() if k not in cross}
@@ -298,6 +304,8 @@ class FlaxBigBirdPreTrainedModel:
         shapes = check_inputs(c, self.head, past_len=past_len, **model_inputs)
         check_cross_inputs(c, shapes.flat_batch, **cross)
         labels = check_labels(c, self.head, shapes, labels)
+        inputs = {k: _as_array(v) for k, v in inputs.items()}  # checked: now on the device
+        labels = {k: _as_array(v) for k, v in labels.items()}
         rngs = {}
         if train and dropout_rng is not None:
             rngs["dropout"] = dropout_rng
@@ -394,8 +402,8 @@ class FlaxBigBirdForCausalLM(FlaxBigBirdPreTrainedModel):
             ``FlaxGenerateOutput`` whose ``sequences`` ``(batch, max_length)`` hold the prompt and the generated
             tokens, finished sequences filled with ``pad_token_id`` (static shapes, as transformers' Flax).
         """
-        ids = _as_array(input_ids)
-        mask = _as_array(attention_mask)
+        ids = _host(input_ids)
+        mask = _host(attention_mask)
         shapes = check_inputs(self.config, self.head, input_ids=ids, attention_mask=mask)
         check_cross_inputs(self.config, shapes.batch, _as_array(encoder_hidden_states),
                            _as_array(encoder_attention_mask))  # fmt: skip
@@ -403,6 +411,7 @@ class FlaxBigBirdForCausalLM(FlaxBigBirdPreTrainedModel):
                        eos_token_id=eos_token_id, pad_token_id=pad_token_id, do_sample=do_sample,
                        temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
                        length_penalty=length_penalty, early_stopping=early_stopping)  # fmt: skip
+        ids, mask = _as_array(ids), _as_array(mask)  # checked on the host: now on the device
         sequences = decode(self, ids, mask, g, params=params, encoder_hidden_states=encoder_hidden_states,
                            encoder_attention_mask=encoder_attention_mask, prng_key=prng_key)  # fmt: skip
         return FlaxGenerateOutput(sequences=sequences)

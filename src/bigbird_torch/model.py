@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from torch.utils.checkpoint import checkpoint
 
 import torch
@@ -209,11 +210,27 @@ def _finish(act, eps: float, attn, x, ao_w, ao_b, ln1_w, ln1_b, i_w, i_b, o_w, o
 _prepare_call = torch.compiler.disable(prepare_call)
 
 
+_NOT_ARRAYS = ("plan", "output_attentions", "output_hidden_states", "return_dict", "use_cache")
+
+
+def as_tensor(x: Any) -> Any:
+    """Array-likes (lists, NumPy arrays) of a forward call as tensors, as NumPy and Flax take them; tensors and
+    None as they are (anything else is left for the core's checks to name)."""
+    if x is None or isinstance(x, torch.Tensor):
+        return x
+    try:
+        array = np.asarray(x)
+    except (TypeError, ValueError):
+        return x
+    return torch.from_numpy(array) if array.dtype.kind in "biuf" else x
+
+
 def prepare(model: nn.Module, head: str, past: Any = None, **arguments: Any) -> PreparedCall:
     """The core's call recipe for a forward call of ``model`` (a head): its label arguments (the head's registry
     entry) and its key/value cache ``past`` (decoders) sorted out, in the model's dtype and mode. The same
     function as ``bigbird_flax.model.prepare``."""
-    labels = {k: arguments.pop(k) for k in head_spec(head).labels if k in arguments}
+    labels = {k: as_tensor(arguments.pop(k)) for k in head_spec(head).labels if k in arguments}
+    arguments = {k: v if k in _NOT_ARRAYS else as_tensor(v) for k, v in arguments.items()}
     ref = arguments.get("input_ids") if arguments.get("input_ids") is not None else arguments.get("inputs_embeds")
     past_len, _ = cache_length(model.config, past, None if ref is None else ref.shape[0])
     dtype = next(model.parameters()).dtype
