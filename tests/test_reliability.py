@@ -325,3 +325,65 @@ def test_label_maps_must_be_mappings():
     with pytest.raises(core.ConfigError, match="id2label: expected class indices"):
         BigBirdConfig.from_dict({**CFG.to_dict(), "id2label": {"x": "a"}})
     assert BigBirdConfig.from_dict({**CFG.to_dict(), "id2label": {"0": "neg", "1": "pos", "2": "mid"}}).num_labels == 3
+
+
+# ---------------------------------------------------------------------------------- caches and cross-attention
+DEC = CFG.replace(is_decoder=True, add_cross_attention=True)
+
+
+def decoders():
+    out = [("numpy", core.BigBirdForCausalLM(DEC, seed=0), np.asarray)]
+    try:
+        import torch
+
+        import bigbird_torch as bt
+
+        out.append(("torch", bt.BigBirdForCausalLM(DEC, seed=0).eval(), torch.as_tensor))
+    except ImportError:
+        pass
+    return out
+
+
+@pytest.mark.parametrize("backend,model,to", decoders(), ids=[b for b, _, _ in decoders()])
+def test_a_growing_cache_must_match_the_call(backend, model, to):
+    rng = np.random.default_rng(0)
+    enc = to(rng.standard_normal((1, 8, 32)).astype(np.float32))
+    out = model(input_ids=to(np.array([[5, 6, 7]])), encoder_hidden_states=enc, use_cache=True)
+    cache = out.past_key_values
+    for states in (1, 5):  # a cache of 8 encoder states, other encoder states given
+        other = to(rng.standard_normal((1, states, 32)).astype(np.float32))
+        with pytest.raises(InputError, match=r"past_key_values\[0\]\[2\]: expected cross-attention keys/values of "
+                           r"shape \(1, 2, %d, 16\)" % states):  # fmt: skip
+            model(input_ids=to(np.array([[8]])), encoder_hidden_states=other, past_key_values=cache)
+    for dtype in (np.float64, np.int64):  # a cache of another dtype than the model's
+        bad = tuple(tuple(to(np.asarray(x if backend == "numpy" else x.detach().numpy()).astype(dtype)) for x in layer)
+                    for layer in cache)  # fmt: skip
+        with pytest.raises(InputError, match=r"past_key_values\[0\]\[0\]: expected self-attention keys/values .* of "
+                           r"float32, got .* of (float64|int64)"):  # fmt: skip
+            model(input_ids=to(np.array([[8]])), encoder_hidden_states=enc, past_key_values=bad)
+
+
+def test_a_fixed_size_cache_must_match_the_call():
+    pytest.importorskip("flax")
+    import jax
+    import jax.numpy as jnp
+
+    import bigbird_flax as bf
+
+    model = bf.FlaxBigBirdForCausalLM(DEC.replace(add_cross_attention=False), seed=0)
+    cache = model.init_cache(1, 16)
+    mask = jnp.ones((1, 16), jnp.int32)
+    call = lambda c: model(input_ids=jnp.array([[5]]), attention_mask=mask, position_ids=jnp.array([[0]]),  # noqa: E731
+                           past_key_values=c)
+
+    def edit(name, fn):
+        return jax.tree_util.tree_map_with_path(
+            lambda p, x: fn(x, p) if getattr(p[-1], "key", None) == name else x, cache)
+
+    with pytest.raises(InputError, match=r"a cache_index in \[0, 16\], got -3"):
+        call(edit("cache_index", lambda x, p: jnp.array(-3, jnp.int32)))
+    with pytest.raises(InputError, match="the same cache_index in every layer"):
+        call(edit("cache_index", lambda x, p: jnp.array(int(p[-2].key == "self" and "0" in str(p)), jnp.int32)))
+    with pytest.raises(InputError, match="cached keys and values of float32, got an array of int32"):
+        call(edit("cached_key", lambda x, p: x.astype(jnp.int32)))
+    call(cache)  # the cache itself is fine

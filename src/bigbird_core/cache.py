@@ -29,12 +29,19 @@ def _describe_layer(entry: Any) -> str:
     return f"a tuple of {len(entry)}"
 
 
-def cache_length(config: BigBirdConfig, past_key_values: Any, batch: int | None = None) -> tuple[int, bool]:
+def cache_length(config: BigBirdConfig, past_key_values: Any, batch: int | None = None, *, dtype: Any = None,
+                 encoder_len: int | None = None) -> tuple[int, bool]:  # fmt: skip
     """Validate a growing cache; returns ``(past_len, holds_cross)`` (``(0, False)`` for None).
+
+    Args:
+        dtype: the model's compute dtype: every cached array must be of it (a float64 cache for a float32 model,
+            or integer keys, are refused rather than promoted or failing inside the framework).
+        encoder_len: the length of the call's ``encoder_hidden_states``: cached cross keys and values must be of
+            that many encoder states.
 
     Raises:
         InputError naming ``past_key_values``: a cache for a model that is not a decoder, the wrong number of
-        layers, entries that are not 2 (or, with cross-attention, 4) arrays, or arrays of the wrong shape.
+        layers, entries that are not 2 (or, with cross-attention, 4) arrays, or arrays of the wrong shape or dtype.
     """
     if past_key_values is None:
         return 0, False
@@ -47,7 +54,8 @@ def cache_length(config: BigBirdConfig, past_key_values: Any, batch: int | None 
         raise fail(InputError, "past_key_values", f"a tuple of {layers} layers (one per layer)", shown)
     first = past_key_values[0]
     kinds = " or ".join(str(s) for s in sizes)
-    past_len = None
+    lengths: dict[bool, int | None] = {False: None, True: encoder_len}  # self / cross: the length seen first
+    want = None if dtype is None else _dtype_name(dtype)
     for i, entry in enumerate(past_key_values):
         if not isinstance(entry, (tuple, list)) or len(entry) not in sizes or len(entry) != len(first):
             raise fail(InputError, f"past_key_values[{i}]", f"a tuple of {kinds} arrays (keys and values)",
@@ -56,16 +64,31 @@ def cache_length(config: BigBirdConfig, past_key_values: Any, batch: int | None 
             shape = tuple(getattr(x, "shape", ()))
             cross = j >= 2
             ok = len(shape) == 4 and shape[1] == heads and shape[3] == d and (batch is None or shape[0] == batch)
-            if ok and not cross:
-                past_len = shape[2] if past_len is None else past_len
-                ok = shape[2] == past_len
+            ok = ok and _dtype_name(getattr(x, "dtype", None)).startswith(("float", "bfloat")) and (
+                want is None or _dtype_name(x.dtype) == want)  # fmt: skip
+            if ok:
+                lengths[cross] = shape[2] if lengths[cross] is None else lengths[cross]
+                ok = shape[2] == lengths[cross]
             if not ok:
                 what = "cross" if cross else "self"
-                length = "encoder_len" if cross else ("past_len" if past_len is None else str(past_len))
+                known = lengths[cross]
+                length = str(known) if known is not None else ("encoder_len" if cross else "past_len")
                 b = "batch" if batch is None else str(batch)
+                kind = f" of {want}" if want else " (floating point)"
+                got = f"{_describe(x)} of {_dtype_name(getattr(x, 'dtype', None)) or type(x).__name__}"
                 raise fail(InputError, f"past_key_values[{i}][{j}]", f"{what}-attention keys/values of shape "
-                           f"({b}, {heads}, {length}, {d})", x)  # fmt: skip
-    return int(past_len), len(first) == 4
+                           f"({b}, {heads}, {length}, {d}){kind}", got)  # fmt: skip
+    return int(lengths[False]), len(first) == 4
+
+
+def _dtype_name(dtype: Any) -> str:
+    return "" if dtype is None else str(dtype).replace("torch.", "")
+
+
+def _describe(x: Any) -> str:
+    from .errors import describe
+
+    return describe(x)
 
 
 def causal_mask(mask: Any, index: Any, q_len: int) -> Any:

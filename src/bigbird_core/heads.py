@@ -136,7 +136,9 @@ class BigBirdPreTrainedModel:
                   if k not in flags}  # fmt: skip
         arrays["plan"] = args.get("plan")
         batch = None if arrays.get("input_ids") is None else arrays["input_ids"].shape[0]
-        past_len, _ = cache_length(self.config, past, batch)
+        enc = arrays.get("encoder_hidden_states")
+        past_len, _ = cache_length(self.config, past, batch, dtype=self.dtype,
+                                   encoder_len=None if enc is None or enc.ndim != 3 else enc.shape[1])  # fmt: skip
         prep = prepare_call(self.config, self.head, dtype=self.dtype, training=self.training,
                             labels={k: None if v is None else np.asarray(v) for k, v in labels.items()},
                             past_len=past_len, **{k: args.get(k) for k in flags}, **arrays)  # fmt: skip

@@ -299,7 +299,10 @@ class FlaxBigBirdPreTrainedModel:
         if past_key_values is not None:
             ref = model_inputs.get("input_ids", model_inputs.get("inputs_embeds"))
             seq = ref.shape[1] if ref is not None else 0
-            max_length = _cache_room(c, self.head, past_key_values, ref.shape[0] if ref is not None else 0, seq)
+            enc = inputs.get("encoder_hidden_states")
+            max_length = _cache_room(c, self.head, past_key_values, ref.shape[0] if ref is not None else 0, seq,
+                                     dtype=self.dtype, encoder_len=None if enc is None or enc.ndim != 3
+                                     else enc.shape[1])  # fmt: skip
             past_len = max_length - seq
         shapes = check_inputs(c, self.head, past_len=past_len, **model_inputs)
         check_cross_inputs(c, shapes.flat_batch, **cross)

@@ -232,8 +232,10 @@ def prepare(model: nn.Module, head: str, past: Any = None, **arguments: Any) -> 
     labels = {k: as_tensor(arguments.pop(k)) for k in head_spec(head).labels if k in arguments}
     arguments = {k: v if k in _NOT_ARRAYS else as_tensor(v) for k, v in arguments.items()}
     ref = arguments.get("input_ids") if arguments.get("input_ids") is not None else arguments.get("inputs_embeds")
-    past_len, _ = cache_length(model.config, past, None if ref is None else ref.shape[0])
     dtype = next(model.parameters()).dtype
+    enc = arguments.get("encoder_hidden_states")
+    past_len, _ = cache_length(model.config, past, None if ref is None else ref.shape[0], dtype=dtype,
+                               encoder_len=None if enc is None or enc.ndim != 3 else enc.shape[1])  # fmt: skip
     return _prepare_call(model.config, head, dtype=dtype, training=model.training, labels=labels, past_len=past_len,
                          **arguments)  # fmt: skip
 
