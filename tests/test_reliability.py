@@ -387,3 +387,73 @@ def test_a_fixed_size_cache_must_match_the_call():
     with pytest.raises(InputError, match="cached keys and values of float32, got an array of int32"):
         call(edit("cached_key", lambda x, p: x.astype(jnp.int32)))
     call(cache)  # the cache itself is fine
+
+
+# ------------------------------------------------------------------------------------------------- generate
+GEN = CFG.replace(is_decoder=True, max_position_embeddings=64)
+
+
+def generators():
+    out = []
+    try:
+        import torch
+
+        import bigbird_torch as bt
+
+        out.append(("torch", bt.BigBirdForCausalLM(GEN, seed=0).eval(), torch.as_tensor))
+    except ImportError:
+        pass
+    try:
+        import jax.numpy as jnp
+
+        import bigbird_flax as bf
+
+        out.append(("flax", bf.FlaxBigBirdForCausalLM(GEN, seed=0), jnp.asarray))
+    except ImportError:
+        pass
+    return out
+
+
+def _tokens(out):
+    return np.asarray(out.sequences if hasattr(out, "sequences") else out)
+
+
+def test_generate_refuses_alike():
+    prompt = np.arange(5, 75)[None] % 60 + 4  # 70 tokens, max_position_embeddings 64
+    messages = set()
+    for name, model, to in generators():
+        with pytest.raises(InputError) as err:
+            model.generate(to(prompt), max_new_tokens=2)
+        messages.add(str(err.value))
+        with pytest.raises(InputError, match="length_penalty: expected a finite number, got nan"):
+            model.generate(to(prompt[:, :5]), num_beams=2, length_penalty=float("nan"))
+        bad_key = {"generator": "seed-7"} if name == "torch" else {"prng_key": 7}
+        with pytest.raises(InputError, match="generator: expected a torch.Generator|prng_key: expected a JAX PRNG key"):
+            model.generate(to(prompt[:, :5]), do_sample=True, max_new_tokens=2, **bad_key)
+    assert messages == {"input_ids: expected at most max_position_embeddings = 64 tokens, got 70 tokens"}
+
+
+def test_generate_takes_list_prompts_alike():
+    results = [_tokens(model.generate([[5, 6, 7, 8]], max_new_tokens=3)) for _, model, _ in generators()]
+    assert all(r.shape == (1, 7) for r in results)
+
+
+@pytest.mark.parametrize("kind", [{}, {"num_beams": 2}, {"do_sample": True}], ids=["greedy", "beams", "sampling"])
+def test_generate_with_nan_weights_raises(kind):
+    from bigbird_core.errors import NumericalError
+
+    for name, model, to in generators():
+        if name == "torch":
+            import torch
+
+            with torch.no_grad():
+                model.bert.encoder.layer[0].output.dense.weight.fill_(float("nan"))
+            broken = model
+        else:
+            import jax
+
+            broken = type(model)(GEN, seed=0)
+            broken.params = jax.tree_util.tree_map_with_path(
+                lambda p, x: x * float("nan") if "intermediate" in str(p) else x, model.params)
+        with pytest.raises(NumericalError, match="next-token scores .*are all NaN or infinite"):
+            broken.generate(to(np.array([[5, 6, 7]])), max_new_tokens=3, **kind)

@@ -25,6 +25,10 @@ class CheckpointError(BigBirdError):
     """A checkpoint directory or file that cannot be read, or weights that do not fit the config."""
 
 
+class NumericalError(BigBirdError):
+    """A computation whose numbers cannot be used (a decoding step whose scores are all NaN or infinite)."""
+
+
 class CheckpointNotFoundError(CheckpointError, OSError):
     """A checkpoint that is missing or cannot be read: also an ``OSError``, as transformers raises for one."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .arrays import device, namespace
 from .config import BigBirdConfig
-from .errors import InputError, fail
+from .errors import InputError, NumericalError, fail
 
 NEG = -1.0e9  # transformers' "never pick this beam" score
 
@@ -81,18 +81,33 @@ def generation(config: BigBirdConfig, prompt_len: int, *, max_length: int | None
         raise fail(InputError, "pad_token_id", f"a token id in [0, {config.vocab_size})", repr(pad_token_id))
     if not isinstance(do_sample, bool):
         raise fail(InputError, "do_sample", "True or False", repr(do_sample))
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
-        raise fail(InputError, "temperature", "a positive number", repr(temperature))
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 < temperature < math.inf:
+        raise fail(InputError, "temperature", "a positive finite number", repr(temperature))
     _integer("top_k", top_k, 0, "a non-negative integer (0: no top-k filter)")
     if not isinstance(top_p, (int, float)) or isinstance(top_p, bool) or not 0 < top_p <= 1:
         raise fail(InputError, "top_p", "a number in (0, 1]", repr(top_p))
     _integer("num_beams", num_beams, 1, "a positive integer")
-    if not isinstance(length_penalty, (int, float)) or isinstance(length_penalty, bool):
-        raise fail(InputError, "length_penalty", "a number", repr(length_penalty))
+    if not isinstance(length_penalty, (int, float)) or isinstance(length_penalty, bool) or not math.isfinite(
+            length_penalty):  # fmt: skip
+        raise fail(InputError, "length_penalty", "a finite number", repr(length_penalty))
     if early_stopping not in (True, False, "never"):
         raise fail(InputError, "early_stopping", 'True, False or "never"', repr(early_stopping))
     return Generation(total, prompt_len, do_sample, float(temperature), top_k, float(top_p), num_beams,
                       float(length_penalty), early_stopping, eos, pad)  # fmt: skip
+
+
+def unusable_scores(logits: Any) -> Any:
+    """Rows ``(N,)`` of a step's logits ``(N, V)`` with no finite score: nothing to choose from (NaN weights, say).
+    Greedy search would pick token 0 from them and sampling fail or do the same; :func:`check_scores` refuses."""
+    xp = namespace(logits)
+    return ~xp.any(xp.isfinite(logits), axis=-1)
+
+
+def scores_error(step: Any = None) -> NumericalError:
+    """The error of a decoding step with :func:`unusable_scores` (the same text from every backend)."""
+    at = "" if step is None else f" at step {step}"
+    return NumericalError(f"generate: the model's next-token scores{at} are all NaN or infinite for some sequence "
+                          "(its weights or inputs hold non-finite values); no token can be chosen")
 
 
 def positions_from_mask(mask: Any) -> Any:

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from bigbird_core import generation as G
 from bigbird_core.cache import cache_mask
+from bigbird_core.errors import InputError, fail
 
 
 def _step(module: nn.Module, params, cache, ids, mask, positions, cross: dict):
@@ -29,8 +30,9 @@ def _reorder(cache, rows: jax.Array):
 
 @functools.partial(jax.jit, static_argnames=("module", "g"))
 def decode(module: nn.Module, g: G.Generation, params, cache, input_ids, attention_mask, cross: dict,
-           key: jax.Array) -> jax.Array:  # fmt: skip
-    """Greedy, sampling or beam search from ``input_ids`` ``(B, P)``; returns ``(B, max_length)``."""
+           key: jax.Array) -> tuple[jax.Array, jax.Array]:  # fmt: skip
+    """Greedy, sampling or beam search from ``input_ids`` ``(B, P)``; returns ``(B, max_length)`` and whether a
+    step had no finite score for a sequence (checked after the loop: raising inside it is not possible)."""
     batch, plen = input_ids.shape
     K, T = g.num_beams, g.max_length
     if K > 1:
@@ -50,7 +52,8 @@ def decode(module: nn.Module, g: G.Generation, params, cache, input_ids, attenti
             return (cur < T) & jnp.any(unfinished)
 
         def body(carry):
-            cur, tokens, unfinished, logits, cache, pos, key = carry
+            cur, tokens, unfinished, logits, cache, pos, key, bad = carry
+            bad = bad | jnp.any(G.unusable_scores(logits) & unfinished)
             key, draw = jax.random.split(key)
             scores = G.warp(logits, g)
             chosen = jax.random.categorical(draw, scores, axis=-1) if g.do_sample else jnp.argmax(scores, axis=-1)
@@ -59,10 +62,11 @@ def decode(module: nn.Module, g: G.Generation, params, cache, input_ids, attenti
             unfinished = unfinished & ~G.is_eos(chosen, g)
             pos = pos + 1
             logits, cache = _step(module, params, cache, chosen[:, None], mask, pos, cross)
-            return cur + 1, tokens, unfinished, logits, cache, pos, key
+            return cur + 1, tokens, unfinished, logits, cache, pos, key, bad
 
-        carry = (jnp.asarray(plen), tokens, jnp.ones((batch,), bool), logits, cache, last_pos, key)
-        return jax.lax.while_loop(cond, body, carry)[1]
+        carry = (jnp.asarray(plen), tokens, jnp.ones((batch,), bool), logits, cache, last_pos, key, jnp.asarray(False))
+        carry = jax.lax.while_loop(cond, body, carry)
+        return carry[1], carry[-1]
 
     state = G.beam_start(input_ids.reshape(batch, K, plen)[:, 0], g)
 
@@ -70,7 +74,8 @@ def decode(module: nn.Module, g: G.Generation, params, cache, input_ids, attenti
         return G.beam_continues(carry[1], g)
 
     def body(carry):
-        cur, state, logits, cache, pos, key = carry
+        cur, state, logits, cache, pos, key, bad = carry
+        bad = bad | jnp.any(G.unusable_scores(logits))
         key, draw = jax.random.split(key)
         log_probs = G.warp(G.log_softmax(logits), g)
         sampled = None
@@ -83,10 +88,11 @@ def decode(module: nn.Module, g: G.Generation, params, cache, input_ids, attenti
         chosen = jax.lax.dynamic_slice_in_dim(state["running"].reshape(batch * K, T), cur, 1, axis=1)
         pos = pos + 1
         logits, cache = _step(module, params, cache, chosen, mask, pos, cross)
-        return cur + 1, state, logits, cache, pos, key
+        return cur + 1, state, logits, cache, pos, key, bad
 
-    carry = jax.lax.while_loop(cond, body, (jnp.asarray(plen), state, logits, cache, last_pos, key))
-    return G.beam_result(carry[1], g)[0]
+    carry = jax.lax.while_loop(cond, body, (jnp.asarray(plen), state, logits, cache, last_pos, key,
+                                            jnp.asarray(False)))  # fmt: skip
+    return G.beam_result(carry[1], g)[0], carry[-1]
 
 
 def generate(model: Any, input_ids: Any, attention_mask: Any, g: G.Generation, *, params: Any = None,
@@ -101,5 +107,18 @@ def generate(model: Any, input_ids: Any, attention_mask: Any, g: G.Generation, *
         cross["encoder_attention_mask"] = (jnp.ones(cross["encoder_hidden_states"].shape[:2], jnp.int32)
                                            if encoder_attention_mask is None else jnp.asarray(encoder_attention_mask))  # fmt: skip
     cache = model.init_cache(input_ids.shape[0] * g.num_beams, g.max_length)
-    key = jax.random.PRNGKey(0) if prng_key is None else prng_key
-    return decode(model.module, g, model.params if params is None else params, cache, input_ids, mask, cross, key)
+    key = jax.random.PRNGKey(0) if prng_key is None else check_key(prng_key)
+    tokens, bad = decode(model.module, g, model.params if params is None else params, cache, input_ids, mask, cross,
+                         key)  # fmt: skip
+    if bool(bad):  # NaN weights: refuse rather than return token 0
+        raise G.scores_error()
+    return tokens
+
+
+def check_key(key: Any) -> jax.Array:
+    """``prng_key``: a JAX PRNG key, ``jax.random.PRNGKey(seed)`` (uint32 ``(2,)``) or ``jax.random.key(seed)``."""
+    typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
+    raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
+    if not (typed or raw):
+        raise fail(InputError, "prng_key", "a JAX PRNG key (jax.random.PRNGKey(seed) or jax.random.key(seed))", key)
+    return key

@@ -52,6 +52,8 @@ def generate(decoder: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
                       use_cache=use_cache, **cross)  # fmt: skip
         past = out.past_key_values if use_cache else None
         logits = out.logits[:, -1].float()  # (B*K, V)
+        if bool(G.unusable_scores(logits).any()):  # NaN weights: refuse rather than return token 0
+            raise G.scores_error(cur_len - input_ids.shape[1])
         if K == 1:
             scores = G.warp(logits, g)
             if g.do_sample:
@@ -80,8 +82,14 @@ def generate(decoder: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
 
 
-def seeded_generator(seed: int | None, device: torch.device) -> torch.Generator | None:
-    """A generator for sampling from ``seed`` (None: torch's global one)."""
+def seeded_generator(seed: int | None, device: torch.device, generator: Any = None) -> torch.Generator | None:
+    """A generator for sampling: ``generator`` itself, or one from ``seed`` (None: torch's global one)."""
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise fail(InputError, "generator", "a torch.Generator (or None; seed= makes one)", generator)
+        if seed is not None:
+            raise fail(InputError, "seed", "None when a generator is given", repr(seed))
+        return generator
     if seed is None:
         return None
     if not isinstance(seed, int) or isinstance(seed, bool):

@@ -168,12 +168,20 @@ class BigBirdForCausalLM(BigBirdHeadModel):
         Returns:
             ``(batch, length)``: the prompt and the generated tokens.
         """
+        from bigbird_core.validate import check_cross_inputs, check_inputs
+
+        from .model import as_tensor
+
+        input_ids, attention_mask = as_tensor(input_ids), as_tensor(attention_mask)
+        encoder_hidden_states, encoder_attention_mask = as_tensor(encoder_hidden_states), as_tensor(
+            encoder_attention_mask)  # fmt: skip
+        shapes = check_inputs(self.config, self.head, input_ids=input_ids, attention_mask=attention_mask)
+        check_cross_inputs(self.config, shapes.batch, encoder_hidden_states, encoder_attention_mask)
         g = generation(self.config, int(input_ids.shape[-1]), max_length=max_length, max_new_tokens=max_new_tokens,
                        eos_token_id=eos_token_id, pad_token_id=pad_token_id, do_sample=do_sample,
                        temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
                        length_penalty=length_penalty, early_stopping=early_stopping)  # fmt: skip
-        if generator is None:
-            generator = seeded_generator(seed, input_ids.device)
+        generator = seeded_generator(seed, input_ids.device, generator)
         return decode(self, input_ids, attention_mask, g, encoder_hidden_states=encoder_hidden_states,
                       encoder_attention_mask=encoder_attention_mask, generator=generator, use_cache=use_cache)
 
