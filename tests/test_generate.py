@@ -202,7 +202,7 @@ def test_bad_generate_calls_fail_alike(backend, decoder):
         r"^max_length: expected more than the prompt's 4 tokens \(or use max_new_tokens\), got 4$": dict(max_length=4),
         r"^num_beams: expected a positive integer, got 0$": dict(num_beams=0),
         r"^top_p: expected a number in \(0, 1\], got 0$": dict(top_p=0),
-        r"^temperature: expected a positive number, got -1$": dict(temperature=-1),
+        r"^temperature: expected a positive finite number, got -1$": dict(temperature=-1),
         r"^early_stopping: expected True, False or \"never\", got 'soon'$": dict(early_stopping="soon"),
         r"^eos_token_id: expected token ids in \[0, 100\), got 100$": dict(eos_token_id=100),
     }  # fmt: skip
