@@ -457,3 +457,42 @@ def test_generate_with_nan_weights_raises(kind):
                 lambda p, x: x * float("nan") if "intermediate" in str(p) else x, model.params)
         with pytest.raises(NumericalError, match="next-token scores .*are all NaN or infinite"):
             broken.generate(to(np.array([[5, 6, 7]])), max_new_tokens=3, **kind)
+
+
+# ------------------------------------------------------------------------------------- encoder-decoder pair
+def test_pair_labels_and_configs_are_checked_alike(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("flax")
+    import json
+
+    import bigbird_flax as bf
+    import bigbird_torch as bt
+    from bigbird_core import EncoderDecoderConfig
+
+    config = EncoderDecoderConfig.from_encoder_decoder_configs(CFG, CFG)
+    pair = bt.BigBirdEncoderDecoderModel(config)
+    pair.save_pretrained(tmp_path / "pair")
+    flax_pair = bf.FlaxBigBirdEncoderDecoderModel.from_pretrained(tmp_path / "pair")
+    ids = np.array([[5, 6, 7, 8]])
+    for labels in (np.array([[5, 64]]), np.array([[5, -5]])):  # the vocabulary size; a negative id
+        messages = set()
+        for run in (lambda y: pair(input_ids=torch.as_tensor(ids), labels=torch.as_tensor(y)),
+                    lambda y: flax_pair(input_ids=ids, labels=y)):  # fmt: skip
+            with pytest.raises(InputError, match=r"labels: expected class ids in \[0, 64\) or -100") as err:
+                run(labels)
+            messages.add(str(err.value))
+        assert len(messages) == 1
+    data = config.to_dict()
+    with pytest.raises(core.ConfigError, match="decoder_start_token_id: expected a token id"):
+        EncoderDecoderConfig.from_dict({**data, "decoder_start_token_id": True})
+    nested = data
+    for _ in range(3000):
+        nested = {"model_type": "encoder-decoder", "encoder": nested, "decoder": nested}
+    with pytest.raises(core.ConfigError):
+        EncoderDecoderConfig.from_dict(nested)
+    deep = "[" * 100_000 + "]" * 100_000  # config.json nested past the parser's recursion limit
+    (tmp_path / "pair" / "config.json").write_text('{"model_type": "encoder-decoder", "encoder": ' + deep + "}")
+    for load in (bt.BigBirdEncoderDecoderModel.from_pretrained, bf.FlaxBigBirdEncoderDecoderModel.from_pretrained):
+        with pytest.raises(core.ConfigError):
+            load(tmp_path / "pair")
+    del json

@@ -56,7 +56,8 @@ class EncoderDecoderConfig:
                        "EncoderDecoderConfig.from_encoder_decoder_configs)", "a config without them")  # fmt: skip
         for name in ("decoder_start_token_id", "pad_token_id", "eos_token_id"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or not 0 <= value < self.decoder.vocab_size):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 0 <= value < self.decoder.vocab_size):  # fmt: skip
                 raise fail(ConfigError, name, f"a token id in [0, {self.decoder.vocab_size}) or None", repr(value))
 
     @classmethod
@@ -90,13 +91,15 @@ class EncoderDecoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderDecoderConfig:
+        """The pair of a ``config.json`` dict: both sides BigBird configs (one level deep: a pair inside a pair, or
+        anything nested deeper, is refused with a ConfigError, never a RecursionError)."""
         if not isinstance(data, dict) or data.get("model_type") != "encoder-decoder":
             raise fail(ConfigError, "config", 'an encoder-decoder config (model_type "encoder-decoder")',
                        repr(data.get("model_type")) if isinstance(data, dict) else data)  # fmt: skip
         parts = {}
         for side in ("encoder", "decoder"):
             part = data.get(side)
-            if not isinstance(part, dict) or part.get("model_type", "big_bird") != "big_bird":
+            if not isinstance(part, dict) or part.get("model_type", "big_bird") not in ("big_bird", None):
                 raise fail(ConfigError, f"config.{side}", "a BigBird config (model_type big_bird)",
                            repr(part.get("model_type")) if isinstance(part, dict) else part)  # fmt: skip
             parts[side] = BigBirdConfig.from_dict(part)
@@ -173,6 +176,8 @@ def load_encoder_decoder(name_or_path: str | os.PathLike[str], *, prefer: tuple[
                 data = json.loads(fh.read().decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ConfigError(f"config: {d.where(CONFIG)} is not valid JSON ({exc})") from None
+            except RecursionError:
+                raise ConfigError(f"config: {d.where(CONFIG)} is nested too deeply to be a config") from None
         return EncoderDecoderConfig.from_dict(data), _read_weights(d, prefer, None)
 
     config, state = read_consistently(os.fspath(directory), read)
@@ -207,11 +212,24 @@ def generation_tokens(config: EncoderDecoderConfig) -> dict[str, Any]:
     return {"eos_token_id": eos, "pad_token_id": pad, "start": config.start_token}
 
 
+def check_pair_labels(config: EncoderDecoderConfig, labels: Any) -> None:
+    """A pair's ``labels``: integer ids ``(batch, length)`` in ``[0, decoder vocab)`` or ``IGNORE_INDEX`` (a label
+    equal to the vocabulary size gave a finite loss in torch and NaN in Flax)."""
+    from .validate import check_class_ids
+
+    shape = tuple(getattr(labels, "shape", ()))
+    if len(shape) != 2 or 0 in shape:
+        raise fail(InputError, "labels", "an integer array (batch, length) of decoder token ids", labels)
+    check_class_ids("labels", labels, (shape,), config.decoder.vocab_size)
+
+
 def decoder_inputs(config: EncoderDecoderConfig, labels: Any, decoder_input_ids: Any,
                    decoder_attention_mask: Any) -> tuple[Any, Any]:  # fmt: skip
     """The decoder's inputs and mask of a forward call (transformers' ``EncoderDecoderModel``): as given, or from
     ``labels``: the start token, then the labels but the last, ignored labels (``IGNORE_INDEX``) as padding, masked where the
     input is the padding id."""
+    if labels is not None:
+        check_pair_labels(config, labels)
     if decoder_input_ids is not None or labels is None:
         if decoder_input_ids is None:
             raise fail(InputError, "decoder_input_ids", "the decoder's input ids (or labels)", None)
