@@ -334,9 +334,8 @@ DEC = CFG.replace(is_decoder=True, add_cross_attention=True)
 def decoders():
     out = [("numpy", core.BigBirdForCausalLM(DEC, seed=0), np.asarray)]
     try:
-        import torch
-
         import bigbird_torch as bt
+        import torch
 
         out.append(("torch", bt.BigBirdForCausalLM(DEC, seed=0).eval(), torch.as_tensor))
     except ImportError:
@@ -396,9 +395,8 @@ GEN = CFG.replace(is_decoder=True, max_position_embeddings=64)
 def generators():
     out = []
     try:
-        import torch
-
         import bigbird_torch as bt
+        import torch
 
         out.append(("torch", bt.BigBirdForCausalLM(GEN, seed=0).eval(), torch.as_tensor))
     except ImportError:
