@@ -386,6 +386,8 @@ def test_a_fixed_size_cache_must_match_the_call():
     with pytest.raises(InputError, match="cached keys and values of float32, got an array of int32"):
         call(edit("cached_key", lambda x, p: x.astype(jnp.int32)))
     call(cache)  # the cache itself is fine
+    assert jax.tree_util.tree_structure(model.init_cache(np.int64(1), np.int64(16))) == jax.tree_util.tree_structure(
+        cache)  # NumPy integers are as good as Python's  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------- generate
@@ -494,3 +496,88 @@ def test_pair_labels_and_configs_are_checked_alike(tmp_path):
         with pytest.raises(core.ConfigError):
             load(tmp_path / "pair")
     del json
+
+
+# ------------------------------------------------------------------------------------- sequence parallelism
+AGREE_WORKER = r"""
+import os, sys
+import torch
+import torch.distributed as dist
+import bigbird_torch as bt
+from bigbird_core import BigBirdConfig, BigBirdError, seeded_plan
+from bigbird_torch.sequence import sequence_parallel_forward
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+cfg = BigBirdConfig(vocab_size=128, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
+                    max_position_embeddings=1024, block_size=8, num_random_blocks=2, hidden_dropout_prob=0.0,
+                    attention_probs_dropout_prob=0.0)
+model = bt.BigBirdModel(cfg, seed=0).eval()
+ids = torch.randint(5, 128, (1, 256), generator=torch.Generator().manual_seed(0))
+other = ids.clone(); other[0, 100] = (other[0, 100] + 1) % 128
+cases = {
+    "lengths": lambda: sequence_parallel_forward(model, ids if rank == 0 else ids[:, :240]),
+    "ids": lambda: sequence_parallel_forward(model, ids if rank == 0 else other),
+    "plans": lambda: sequence_parallel_forward(model, ids, plan=seeded_plan(cfg, 32, rank)),
+    "refused on one rank": lambda: sequence_parallel_forward(model, ids if rank == 0 else ids * 1000),
+    "same call": lambda: sequence_parallel_forward(model, ids),
+}
+out = {}
+for name, call in cases.items():
+    try:
+        call()
+        out[name] = "ran"
+    except BigBirdError as e:
+        out[name] = type(e).__name__ + ": " + str(e)
+torch.save(out, os.path.join(sys.argv[1], f"rank{rank}.pt"))
+dist.destroy_process_group()
+"""
+
+
+def test_sequence_parallel_ranks_agree_before_they_exchange(tmp_path):
+    torch = pytest.importorskip("torch")
+    import shutil
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    script = tmp_path / "worker.py"
+    script.write_text(AGREE_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(script), str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    for case, what in (("lengths", "the input length"), ("ids", "the input ids"), ("plans", "the plan")):
+        for result in ranks:
+            assert result[case].startswith("InputError: sequence parallelism: expected the same call on every rank")
+            assert what in result[case], result[case]
+    assert "input_ids: expected values in [0, 128)" in ranks[1]["refused on one rank"]
+    assert "a call that every rank accepts" in ranks[0]["refused on one rank"]
+    assert ranks[0]["same call"] == ranks[1]["same call"] == "ran"
+
+
+def test_jax_sequence_parallel_arguments_are_checked():
+    pytest.importorskip("flax")
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import Mesh
+
+    from bigbird_core import block_layout, transformers_plan
+    from bigbird_core.sequence import sequence_shards
+    from bigbird_flax.sequence import sequence_parallel_attention
+
+    cfg = CFG.replace(num_attention_heads=2, max_position_embeddings=512)
+    shards = sequence_shards(block_layout(transformers_plan(cfg, 16, training=False), 8), np.int64(1))
+    mesh = Mesh(np.array(jax.devices()[:1]), ("seq",))
+    q = jnp.zeros((1, 2, 128, 16))
+    mask = jnp.ones((1, 128))
+    cases = {
+        "layer: expected an integer in [0, 2)": dict(layer=5),
+        "q: expected an array (batch, 2, 128, head_dim)": dict(q=jnp.zeros((1, 4, 128, 16))),
+        "mask: expected the whole padded sequence's mask of shape (1, 128)": dict(mask=jnp.ones((1, 200))),
+        "k: expected an array (batch, 2, 128, head_dim)": dict(k=jnp.zeros((1, 2, 64, 16))),
+    }
+    for message, change in cases.items():
+        args = dict(q=q, k=q, v=q, mask=mask, layer=0) | change
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            sequence_parallel_attention(args["q"], args["k"], args["v"], args["mask"], shards, args["layer"], mesh)
+    assert sequence_parallel_attention(q, q, q, mask, shards, np.int64(1), mesh).shape == q.shape

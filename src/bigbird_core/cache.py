@@ -121,13 +121,18 @@ def check_fixed_cache(config: BigBirdConfig, max_length: int, batch_size: int) -
     """The arguments of ``init_cache``: a positive batch and a length within ``max_position_embeddings``."""
     if not config.is_decoder:
         raise fail(InputError, "init_cache", "a decoder (config.is_decoder is True)", "config.is_decoder False")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if not _integer(batch_size) or batch_size < 1:
         raise fail(InputError, "batch_size", "a positive integer", repr(batch_size))
-    if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= (
-        config.max_position_embeddings
-    ):
+    if not _integer(max_length) or not 1 <= max_length <= config.max_position_embeddings:
         raise fail(InputError, "max_length", f"an integer in [1, max_position_embeddings = "
                    f"{config.max_position_embeddings}]", repr(max_length))  # fmt: skip
+
+
+def _integer(x: Any) -> bool:
+    """A Python or NumPy integer (``np.int64(4)`` is as good as ``4``), not a bool."""
+    import numpy as np
+
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 def check_cache_head(head: str) -> None:

@@ -27,7 +27,9 @@ a plan drawn inside ``jax.jit`` cannot be used.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +84,37 @@ class SequenceShards:
     @property
     def blocks_per_shard(self) -> int:
         return self.num_blocks // self.shards
+
+    @property
+    def layers(self) -> int:
+        return int(self.send.shape[0])
+
+    def digest(self) -> int:
+        """A 62-bit digest of the exchange (what every rank must agree on before it exchanges)."""
+        if "_digest" not in self.__dict__:
+            h = hashlib.blake2b(digest_size=8)
+            h.update(repr((self.shards, self.num_blocks, self.heads, self.block_size, self.rounds)).encode())
+            for arr in (self.send, self.send_counts, self.store_blocks, self.key_slots):
+                h.update(np.ascontiguousarray(arr).tobytes())
+            object.__setattr__(self, "_digest", int.from_bytes(h.digest(), "little") >> 2)
+        return self.__dict__["_digest"]
+
+    def check_call(self, q: Any, k: Any, v: Any, mask: Any, layer: Any, length: int) -> int:
+        """The arguments of one layer's sequence-parallel attention, checked the same in every engine: ``layer``
+        in range, ``q``, ``k``, ``v`` alike ``(batch, heads, length, head_dim)`` with the plan's heads, ``mask``
+        ``(batch, L)`` of the whole padded sequence. Returns ``layer`` as an int."""
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < self.layers:
+            raise fail(InputError, "layer", f"an integer in [0, {self.layers}) (the plan's layers)", repr(layer))
+        shape = tuple(getattr(q, "shape", ()))
+        for name, x in (("q", q), ("k", k), ("v", v)):
+            got = tuple(getattr(x, "shape", ()))
+            if len(got) != 4 or got[1] != self.heads or got[2] != length or got != shape:
+                raise fail(InputError, name, f"an array (batch, {self.heads}, {length}, head_dim), q's shape for k "
+                           "and v (the plan's heads; this shard's tokens)", x)  # fmt: skip
+        full = self.num_blocks * self.block_size
+        if tuple(getattr(mask, "shape", ())) != (shape[0], full):
+            raise fail(InputError, "mask", f"the whole padded sequence's mask of shape ({shape[0]}, {full})", mask)
+        return int(layer)
 
     def local(self, layer: int, shard: int) -> dict[str, np.ndarray]:
         """The arrays one shard needs for ``layer`` (the keywords of :func:`shard_attention`)."""
@@ -205,9 +238,9 @@ def sequence_shards(layout: BlockLayout, shards: int) -> SequenceShards:
         >>> shards = sequence_shards(block_layout(transformers_plan(config, 16, training=False), 64), 4)
         >>> shards.rounds, shards.capacity  # eval plans: the neighbours and the global blocks
     """
-    n, P = layout.num_blocks, shards
-    if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+    if not isinstance(shards, (int, np.integer)) or isinstance(shards, bool) or shards < 1:
         raise fail(InputError, "shards", "a positive integer", repr(shards))
+    n, P = layout.num_blocks, int(shards)
     if n % P:
         raise fail(InputError, "shards", f"a divisor of the {n} blocks of the sequence", str(P))
     m = n // P

@@ -339,6 +339,7 @@ class FlaxBigBirdPreTrainedModel:
         per self-attention ``cached_key`` / ``cached_value`` ``(batch, max_length, heads, head_dim)`` and
         ``cache_index``; pass it as ``past_key_values`` with an attention mask of ``max_length`` positions."""
         check_fixed_cache(self.config, max_length, batch_size)
+        batch_size, max_length = int(batch_size), int(max_length)  # NumPy integers as good as Python's
         check_cache_head(self.head)
         ids = jnp.ones((batch_size, max_length), jnp.int32)
         positions = jnp.broadcast_to(jnp.arange(max_length, dtype=jnp.int32)[None, :], ids.shape)

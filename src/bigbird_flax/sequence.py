@@ -85,9 +85,7 @@ def sequence_parallel_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: 
     if axis not in mesh.shape or mesh.shape[axis] != shards.shards:
         raise fail(InputError, "mesh", f"a mesh with axis {axis!r} of {shards.shards} devices (the plan's shards)",
                    f"axes {dict(mesh.shape)}")  # fmt: skip
-    if q.shape[2] != shards.num_blocks * shards.block_size:
-        raise fail(InputError, "q", f"length {shards.num_blocks * shards.block_size} (the plan's blocks)",
-                   f"length {q.shape[2]}")  # fmt: skip
+    layer = shards.check_call(q, k, v, mask, layer, shards.num_blocks * shards.block_size)
     arrays = shard_arrays(shards, layer)
     seq = P(None, None, axis)
     run = jax.shard_map(

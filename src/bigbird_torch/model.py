@@ -102,7 +102,7 @@ class BigBirdSelfAttention(nn.Module):
         present = (k, v) if ctx.use_cache else None
         if ctx.sequence is not None:  # this rank's blocks of a sequence split over ranks
             shards, group = ctx.sequence
-            out, probs = sequence_parallel_attention(q, k, v, ctx.mask, shards, layer, group), None
+            out, probs = sequence_parallel_attention(q, k, v, ctx.mask, shards, layer, group, agreed=True), None
         elif ctx.layout is not None:
             out, probs = block_sparse_attention(q, k, v, ctx.mask, ctx.layout, layer=layer, kernel=ctx.kernel,
                                                 output_attentions=ctx.output_attentions)  # fmt: skip

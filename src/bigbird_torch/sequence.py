@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch
 from bigbird_core import outputs as O
 from bigbird_core import sequence as core
-from bigbird_core.errors import InputError, fail
+from bigbird_core.errors import BigBirdError, InputError, fail
 from bigbird_core.recipe import prepare_call
 from bigbird_core.sequence import SequenceShards, sequence_layout, sequence_shards  # noqa: F401  (re-exported)
 
@@ -86,9 +86,33 @@ def shard_arrays(shards: SequenceShards, layer: int, rank: int, device: torch.de
     return {name: torch.tensor(a, device=device) for name, a in shards.local(layer, rank).items()}
 
 
+def _checksum(x: torch.Tensor) -> int:
+    """An order-sensitive checksum of an integer or 0/1 tensor, on its device (one value comes back)."""
+    flat = x.reshape(-1).to(torch.float64)
+    weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64).remainder(9973) + 1
+    return int(torch.sum(flat * weights).item()) & ((1 << 52) - 1)
+
+
+def agree(group: dist.ProcessGroup | None, *items: tuple[str, int], refused: Exception | None = None) -> None:
+    """Every rank of ``group`` holds the same ``items`` (name, integer), checked with two all-reduces (max and min
+    of the values): on a difference every rank raises an InputError naming what differs, none hangs. ``refused``:
+    this rank's own error, raised after the collectives (the other ranks then see a difference)."""
+    values = torch.tensor([v for _, v in items] + [0 if refused is None else 1], dtype=torch.int64)
+    items = (*items, ("a call that every rank accepts", 0))
+    high, low = values.clone(), values.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=group)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=group)
+    if refused is not None:
+        raise refused
+    differ = [name for (name, _), h, lo in zip(items, high.tolist(), low.tolist(), strict=True) if h != lo]
+    if differ:
+        raise fail(InputError, "sequence parallelism", "the same call on every rank", f"ranks that differ in "
+                   f"{', '.join(differ)}")  # fmt: skip
+
+
 def sequence_parallel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
-                                shards: SequenceShards, layer: int,
-                                group: dist.ProcessGroup | None = None) -> torch.Tensor:  # fmt: skip
+                                shards: SequenceShards, layer: int, group: dist.ProcessGroup | None = None, *,
+                                agreed: bool = False) -> torch.Tensor:  # fmt: skip
     """``layer``'s block-sparse attention of this rank's blocks, the sequence split over ``group``'s ranks.
 
     Args:
@@ -96,6 +120,8 @@ def sequence_parallel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
             of the padded sequence, ``m = n / world size``).
         mask: ``(batch, L)``: the attention mask of the whole padded sequence (every rank holds it).
         shards: ``sequence_shards(layout, world size)``; group: the process group (default: the world).
+        agreed: the ranks already agreed on the call (``sequence_parallel_forward`` does, once per call); else
+            they agree on the plan, the shapes and the mask first (:func:`agree`: two small all-reduces).
 
     Returns:
         this rank's context ``(batch, heads, m * b, d)``, equal to its rows of the one-process attention.
@@ -107,9 +133,10 @@ def sequence_parallel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     if world != shards.shards:
         raise fail(InputError, "shards", f"a plan for the group's {world} ranks", f"a plan for {shards.shards} shards")
-    own = shards.blocks_per_shard * shards.block_size
-    if q.shape[2] != own:
-        raise fail(InputError, "q", f"this rank's {own} tokens (its blocks of the sequence)", f"length {q.shape[2]}")
+    layer = shards.check_call(q, k, v, mask, layer, shards.blocks_per_shard * shards.block_size)
+    if not agreed:
+        agree(group, ("the plan", shards.digest()), ("the shapes", hash((tuple(q.shape), tuple(mask.shape))) >> 2),
+              ("the attention mask", _checksum(mask)))  # fmt: skip
     local = shard_arrays(shards, layer, rank, q.device)
     return core.shard_attention(q, k, v, mask, _Comm(shards, layer, rank, group), **local)
 
@@ -143,10 +170,23 @@ def sequence_parallel_forward(model: torch.nn.Module, input_ids: torch.Tensor, a
     """
     body = model.body if hasattr(model, "body") else model
     world, rank = dist.get_world_size(group), dist.get_rank(group)
-    prep = prepare_call(body.config, "BigBirdModel", dtype=body.embeddings.LayerNorm.weight.dtype, input_ids=input_ids,
-                        attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
-                        plan=plan, training=body.training)  # fmt: skip
-    shards = sequence_shards(sequence_layout(prep), world)
+    # every rank must hold the same call: agreed with two small all-reduces before anything is exchanged (ranks
+    # that differ would return wrong numbers, or abort inside gloo on mismatched exchanges), and a call refused
+    # on one rank is refused on all (the others would wait for it forever)
+    refused = None
+    try:
+        prep = prepare_call(body.config, "BigBirdModel", dtype=body.embeddings.LayerNorm.weight.dtype,
+                            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, plan=plan, training=body.training)  # fmt: skip
+        shards = sequence_shards(sequence_layout(prep), world)
+        items = [("the input length", int(input_ids.shape[-1])), ("the batch", int(input_ids.shape[0])),
+                 ("the input ids", _checksum(prep.input_ids)), ("the attention mask", _checksum(prep.attention_mask)),
+                 ("the plan", shards.digest())]  # fmt: skip
+    except BigBirdError as exc:
+        refused = exc
+        items = [(name, -1) for name in ("the input length", "the batch", "the input ids", "the attention mask",
+                                         "the plan")]  # fmt: skip
+    agree(group, *items, refused=refused)
     own = shards.blocks_per_shard * shards.block_size
     mine = slice(rank * own, (rank + 1) * own)
     prep = dataclasses.replace(prep, input_ids=prep.input_ids[:, mine], token_type_ids=prep.token_type_ids[:, mine],
