@@ -351,8 +351,8 @@ def test_a_growing_cache_must_match_the_call(backend, model, to):
     cache = out.past_key_values
     for states in (1, 5):  # a cache of 8 encoder states, other encoder states given
         other = to(rng.standard_normal((1, states, 32)).astype(np.float32))
-        with pytest.raises(InputError, match=r"past_key_values\[0\]\[2\]: expected cross-attention keys/values of "
-                           r"shape \(1, 2, %d, 16\)" % states):  # fmt: skip
+        with pytest.raises(InputError, match=rf"past_key_values\[0\]\[2\]: expected cross-attention keys/values of "
+                           rf"shape \(1, 2, {states}, 16\)"):  # fmt: skip
             model(input_ids=to(np.array([[8]])), encoder_hidden_states=other, past_key_values=cache)
     for dtype in (np.float64, np.int64):  # a cache of another dtype than the model's
         bad = tuple(tuple(to(np.asarray(x if backend == "numpy" else x.detach().numpy()).astype(dtype)) for x in layer)
