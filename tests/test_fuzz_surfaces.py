@@ -33,9 +33,8 @@ generate_kwargs = st.dictionaries(st.sampled_from(GENERATE_KEYS), odd, max_size=
 def _decoders():
     out = []
     try:
-        import torch
-
         import bigbird_torch as bt
+        import torch
 
         out.append(("torch", bt.BigBirdForCausalLM(CFG, seed=0).eval(), torch.as_tensor))
     except ImportError:
