@@ -30,6 +30,7 @@ class Bad:
     head: str
     make: Callable[[], dict]  # the forward arguments (NumPy; converted per backend)
     message: str  # the exact message every backend must give
+    raw: bool = False  # hand the NumPy arrays to every backend as they are (no conversion by the test)
 
 
 def _with(**extra) -> Callable[[], dict]:
@@ -39,6 +40,10 @@ def _with(**extra) -> Callable[[], dict]:
 MC = (2, 2, L)
 QA = "BigBirdForQuestionAnswering"
 CASES = [
+    Bad("ids-past-int32", "BigBirdModel", lambda: {"input_ids": ids().astype(np.int64) + 2**31},
+        "input_ids: expected values in [0, 97), got values in [2.14748e+09, 2.14748e+09]", raw=True),
+    Bad("ids-list-too-high", "BigBirdModel", lambda: {"input_ids": [[5, 6, 97]]},
+        "input_ids: expected values in [0, 97), got values in [5, 97]", raw=True),
     Bad("ids-too-high", "BigBirdModel", lambda: {"input_ids": ids(high=98)},
         "input_ids: expected values in [0, 97), got values in [3, 97]"),
     Bad("ids-negative", "BigBirdModel", lambda: {"input_ids": ids(low=-1)},
@@ -168,7 +173,7 @@ def run(backend: str, case: Bad):
     key = (backend, case.head)
     if key not in _models:
         _models[key] = module.MODEL_CLASSES[case.head](CFG)
-    return _models[key](**{k: convert(v) for k, v in case.make().items()})
+    return _models[key](**{k: v if case.raw else convert(v) for k, v in case.make().items()})
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
