@@ -581,3 +581,20 @@ def test_jax_sequence_parallel_arguments_are_checked():
         with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             sequence_parallel_attention(args["q"], args["k"], args["v"], args["mask"], shards, args["layer"], mesh)
     assert sequence_parallel_attention(q, q, q, mask, shards, np.int64(1), mesh).shape == q.shape
+
+
+def test_convert_that_finds_a_difference_writes_nothing(tmp_path, monkeypatch, capsys):
+    """A conversion whose verification fails (exit 1) leaves DST as it was: verified before it is swapped in."""
+    import bigbird_cli
+    import bigbird_core.tolerances as tolerances
+
+    core.BigBirdModel(CFG, seed=0).save_pretrained(tmp_path / "src")
+    core.BigBirdModel(CFG, seed=1).save_pretrained(tmp_path / "dst")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "dst").iterdir()}
+    monkeypatch.setattr(tolerances, "identical", lambda a, b: False)  # every weight "changed"
+    code = bigbird_cli.main(["convert", str(tmp_path / "src"), str(tmp_path / "dst"), "--to", "safetensors"])
+    assert code == 1 and "not written" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (tmp_path / "dst").iterdir()} == before
+    monkeypatch.undo()
+    assert bigbird_cli.main(["convert", str(tmp_path / "src"), str(tmp_path / "dst"), "--to", "safetensors"]) == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "dst").iterdir()} != before

@@ -251,42 +251,64 @@ def _convert(args: argparse.Namespace) -> int:
     return OK if result["ok"] else DIFFERENCE
 
 
+class _Differs(Exception):
+    """The converted checkpoint differs from its source: it is not swapped in."""
+
+
 def _convert_run(args: argparse.Namespace, progress: Progress) -> tuple[dict[str, Any], list[str]]:
-    from bigbird_core.checkpoint import read_checkpoint
     from bigbird_core.convert import convert_checkpoint
+
+    result: dict[str, Any] = {"ok": True, "wrote": args.dst, "format": args.to}
+    lines: list[str] = []
+
+    def verify(written: str, head: str) -> None:
+        """The new checkpoint compared with its source before it replaces DST (exit 1, nothing written)."""
+        result["head"] = head
+        _verify_conversion(args, written, head, result, lines, progress)
+        if not result["ok"]:
+            raise _Differs
+
+    progress(f"converting {args.src} to {args.to}")
+    try:
+        head = convert_checkpoint(args.src, args.dst, args.to, dtype=args.dtype, head=args.head,
+                                  verify=None if args.no_verify else verify)  # fmt: skip
+    except _Differs:
+        result["wrote"] = None
+        return result, [f"not written: {args.dst} would differ from {args.src}", *lines]
+    result["head"] = head
+    return result, [f"wrote {args.dst} ({args.to}, {head})", *lines]
+
+
+def _verify_conversion(args: argparse.Namespace, written: str, head: str, result: dict[str, Any],
+                       lines: list[str], progress: Progress) -> None:  # fmt: skip
+    from bigbird_core.checkpoint import read_checkpoint
     from bigbird_core.heads import model_class
     from bigbird_core.tolerances import compare, identical
 
     from .check import default_inputs, flatten_output
 
-    progress(f"converting {args.src} to {args.to}")
-    head = convert_checkpoint(args.src, args.dst, args.to, dtype=args.dtype, head=args.head)
-    result: dict[str, Any] = {"ok": True, "wrote": args.dst, "format": args.to, "head": head}
-    lines = [f"wrote {args.dst} ({args.to}, {head})"]
-    if not args.no_verify:
-        progress("comparing the weights")
-        _, src_state = read_checkpoint(args.src)
-        _, dst_state = read_checkpoint(args.dst)
-        if args.dtype is None:
-            changed = [k for k, v in dst_state.items() if not identical(v, src_state[k])]
-            result["weights_changed"] = changed
-            if changed:
-                result["ok"] = False
-                lines.append(f"weights changed in conversion: {', '.join(changed[:5])}")
-            else:
-                lines.append(f"weights: {len(dst_state)} tensors bit-identical")
-        progress("loading both checkpoints")
-        src, dst = (model_class(head).from_pretrained(d, dtype="float32") for d in (args.src, args.dst))
-        progress("running both on a seeded input")
-        length = min(src.config.max_position_embeddings, src.config.min_block_sparse_length + 3)
-        inputs = default_inputs(src.config, head, length, 1, 0)
-        a, b = flatten_output(src(**inputs)), flatten_output(dst(**inputs))
-        dtype = args.dtype if args.dtype in ("bfloat16", "float16") else "float32"
-        worst = max((compare(b[k], a[k], dtype) for k in a), key=lambda c: (not c.ok, c.rel))
-        result["outputs"] = {"max_abs": worst.max_abs, "rel": worst.rel, "tol": worst.tol, "ok": worst.ok}
-        result["ok"] = result["ok"] and worst.ok
-        lines.append(f"outputs: {head} on a seeded input, {worst}")
-    return result, lines
+    progress("comparing the weights")
+    _, src_state = read_checkpoint(args.src)
+    _, dst_state = read_checkpoint(written)
+    if args.dtype is None:
+        changed = [k for k, v in dst_state.items() if not identical(v, src_state[k])]
+        result["weights_changed"] = changed
+        if changed:
+            result["ok"] = False
+            lines.append(f"weights changed in conversion: {', '.join(changed[:5])}")
+        else:
+            lines.append(f"weights: {len(dst_state)} tensors bit-identical")
+    progress("loading both checkpoints")
+    src, dst = (model_class(head).from_pretrained(d, dtype="float32") for d in (args.src, written))
+    progress("running both on a seeded input")
+    length = min(src.config.max_position_embeddings, src.config.min_block_sparse_length + 3)
+    inputs = default_inputs(src.config, head, length, 1, 0)
+    a, b = flatten_output(src(**inputs)), flatten_output(dst(**inputs))
+    dtype = args.dtype if args.dtype in ("bfloat16", "float16") else "float32"
+    worst = max((compare(b[k], a[k], dtype) for k in a), key=lambda c: (not c.ok, c.rel))
+    result["outputs"] = {"max_abs": worst.max_abs, "rel": worst.rel, "tol": worst.tol, "ok": worst.ok}
+    result["ok"] = result["ok"] and worst.ok
+    lines.append(f"outputs: {head} on a seeded input, {worst}")
 
 
 def _regress(args: argparse.Namespace) -> int:

@@ -197,7 +197,8 @@ def is_weight_file(name: str) -> bool:
 
 
 def write_checkpoint(directory: str, config: Any, state: dict[str, np.ndarray], architecture: str,
-                     fmt: str = "safetensors", max_shard_bytes: int | None = None) -> None:  # fmt: skip
+                     fmt: str = "safetensors", max_shard_bytes: int | None = None,
+                     verify: Callable[[str], None] | None = None) -> None:  # fmt: skip
     """Write ``config.json`` and the weights as one atomic step: a reader, or a crash at any instant, sees
     the old checkpoint or the new one, never a mix. Every weight file of the old checkpoint (all formats,
     all shards) is replaced; other files in the directory are kept.
@@ -206,6 +207,8 @@ def write_checkpoint(directory: str, config: Any, state: dict[str, np.ndarray], 
         fmt: "safetensors" (``model.safetensors``, or shards with an index when ``max_shard_bytes`` is
             given and exceeded), "torch-bin" (``pytorch_model.bin``, needs torch) or "flax"
             (``flax_model.msgpack``, needs flax).
+        verify: called with the staging directory once the new checkpoint is complete there, before it is
+            swapped in; an exception it raises leaves ``directory`` as it was.
     """
     if fmt not in FORMATS:
         raise CheckpointError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -227,6 +230,8 @@ def write_checkpoint(directory: str, config: Any, state: dict[str, np.ndarray], 
             name = TORCH_BIN if fmt == "torch-bin" else FLAX_MSGPACK
             _framework_format(name, os.path.join(directory, name))[1](os.path.join(stage, name), state)
         cfg.save(os.path.join(stage, CONFIG))
+        if verify is not None:  # the complete new checkpoint, before anyone can see it: raising discards it
+            verify(stage)
         replaced = carry_over(target, stage, is_weight_file)
         swap_in(stage, target)
     old = [n for n in replaced if n != CONFIG and not os.path.exists(os.path.join(target, n))]

@@ -7,6 +7,7 @@ for the Flax tree). Conversions are bit-exact; a dtype change is explicit (``--d
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -85,8 +86,9 @@ def detect_head(config: BigBirdConfig, state: dict[str, np.ndarray]) -> str:
 
 
 def convert_checkpoint(
-    src: str, dst: str, fmt: str, *, dtype: str | None = None, head: str | None = None
-) -> str:
+    src: str, dst: str, fmt: str, *, dtype: str | None = None, head: str | None = None,
+    verify: Callable[[str, str], None] | None = None,
+) -> str:  # fmt: skip
     """Read any supported checkpoint directory and write it in ``fmt``; returns the head written.
 
     Args:
@@ -94,6 +96,8 @@ def convert_checkpoint(
         fmt: one of "safetensors", "torch-bin", "flax".
         dtype: cast floating weights (default: keep).
         head: keep only the weights of this head (default: the source's head, all its weights).
+        verify: ``verify(written, head)`` on the complete new checkpoint before it replaces ``dst``; raising
+            leaves ``dst`` as it was (a conversion writes nothing unless it succeeds).
     """
     if fmt not in FORMATS:
         raise fail(InputError, "--to", f"one of {', '.join(FORMATS)}", repr(fmt))
@@ -117,5 +121,6 @@ def convert_checkpoint(
         state = {k: state.get(k, kept[k]) for k in kept}
         source_head = head
     state = cast_state(state, dtype)
-    write_checkpoint(dst, config, state, source_head, fmt)
+    check = None if verify is None else (lambda written: verify(written, source_head))
+    write_checkpoint(dst, config, state, source_head, fmt, verify=check)
     return source_head
