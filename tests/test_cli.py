@@ -351,3 +351,12 @@ def test_progress_shows_on_a_terminal_only(qa_dir, tmp_path):
     assert "running both on a seeded input" in seen and "/4" in seen
     piped = run("convert", qa_dir, str(tmp_path / "b"), "--to", "flax")
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_debug_is_taken_after_the_command_and_report_errors_are_one_line(tmp_path):
+    out = run("info", str(tmp_path / "nothing"), "--debug")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no such checkpoint directory" in out.stderr
+    report = os.path.join(os.path.dirname(__file__), "parity", "report.py")
+    out = subprocess.run([sys.executable, report, "nosuch"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.startswith("report.py: error: case: expected one of ragged150")
+    assert "Traceback" not in out.stderr

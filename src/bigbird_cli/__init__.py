@@ -424,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
     for command in (check, conv, reg, info):
         command.add_argument("--json", action="store_true", help="print one JSON document for machines")
+        command.add_argument("--debug", action="store_true", help="show the traceback of an internal error "
+                             "(also before the command)")  # fmt: skip
     return parser
 
 

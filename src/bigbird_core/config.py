@@ -247,28 +247,10 @@ class BigBirdConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BigBirdConfig:
-        """Build from a ``config.json`` dict; keys that are not fields go to ``extra``."""
+        """Build from a ``config.json`` dict; keys that are not fields go to ``extra`` (see :func:`_init`)."""
         if not isinstance(data, dict):
             raise fail(ConfigError, "config", "a JSON object", data)
-        kind = data.get("model_type", "big_bird")
-        if kind == "encoder-decoder":
-            raise ConfigError("config: model_type 'encoder-decoder' is a pair of BigBirds: load it with "
-                              "BigBirdEncoderDecoderModel (bigbird info and bigbird check take pairs too)")
-        if kind not in ("big_bird", None):
-            raise fail(ConfigError, "config.model_type", '"big_bird"', repr(kind))
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        kwargs: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        for key, value in data.items():
-            if key in names:
-                kwargs[key] = value
-            elif key == "return_dict":
-                kwargs["use_return_dict"] = value
-            else:
-                extra[key] = value
-        if "num_labels" not in kwargs and isinstance(data.get("id2label"), dict):
-            kwargs["num_labels"] = len(data["id2label"])
-        return cls(**kwargs, extra=extra)
+        return cls(**{str(k): v for k, v in data.items()})
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write ``config.json`` to ``path`` (a file path)."""
@@ -303,3 +285,32 @@ class BigBirdConfig:
         except OSError as exc:
             raise ConfigError(f"config: cannot read {path} ({exc.strerror})") from None
         return cls.from_json_bytes(raw, path)
+
+
+_generated_init = BigBirdConfig.__init__
+
+
+def _init(self: BigBirdConfig, *args: Any, **kwargs: Any) -> None:
+    """``BigBirdConfig(**kwargs)`` as transformers' ``PretrainedConfig(**kwargs)``: every field by name, and any
+    other keyword (``return_dict``, ``id2label``, ``architectures``, ``torch_dtype``, ...) kept in ``extra`` and
+    written back to config.json, so ``BigBirdConfig(**transformers_config.to_dict())`` works. ``return_dict`` is
+    ``use_return_dict``; ``id2label`` sets ``num_labels`` unless it is given; another ``model_type`` is refused."""
+    names = {f.name for f in dataclasses.fields(BigBirdConfig)}
+    unknown = {k: kwargs.pop(k) for k in list(kwargs) if k not in names}
+    kind = unknown.pop("model_type", "big_bird")
+    if kind == "encoder-decoder":
+        raise ConfigError("config: model_type 'encoder-decoder' is a pair of BigBirds: load it with "
+                          "BigBirdEncoderDecoderModel (bigbird info and bigbird check take pairs too)")
+    if kind not in ("big_bird", None):
+        raise fail(ConfigError, "config.model_type", '"big_bird"', repr(kind))
+    if "return_dict" in unknown and "use_return_dict" not in kwargs:
+        kwargs["use_return_dict"] = unknown.pop("return_dict")
+    labels = unknown.get("id2label", kwargs.get("extra", {}).get("id2label"))
+    if "num_labels" not in kwargs and isinstance(labels, dict) and labels:
+        kwargs["num_labels"] = len(labels)
+    if unknown:
+        kwargs["extra"] = {**kwargs.get("extra", {}), **unknown}
+    _generated_init(self, *args, **kwargs)
+
+
+BigBirdConfig.__init__ = _init  # type: ignore[method-assign]

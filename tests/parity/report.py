@@ -22,7 +22,12 @@ from oracle import oracle_forward, oracle_model, save_oracle  # noqa: E402
 
 
 def main() -> None:
-    case = next(c for c in CASES if c.id == (sys.argv[1] if len(sys.argv) > 1 else "ragged150"))
+    wanted = sys.argv[1] if len(sys.argv) > 1 else "ragged150"
+    case = next((c for c in CASES if c.id == wanted), None)
+    if case is None:
+        print(f"report.py: error: case: expected one of {', '.join(c.id for c in CASES)}, got {wanted!r}",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     backends = available_backends()
     print(f"case {case.id}: max relative difference against transformers 4.57.6 (float32, tolerance 1e-5)")
     print(f"{'head':34} {'mode':6} " + " ".join(f"{b:>10}" for b in backends))
