@@ -360,3 +360,22 @@ def test_debug_is_taken_after_the_command_and_report_errors_are_one_line(tmp_pat
     out = subprocess.run([sys.executable, report, "nosuch"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and out.stderr.startswith("report.py: error: case: expected one of ragged150")
     assert "Traceback" not in out.stderr
+
+
+def test_init_writes_the_default_model_that_the_readme_examples_use(tmp_path):
+    """README's convert and regress examples, as written, on the default model `bigbird init` writes."""
+    here = str(tmp_path)
+
+    def at(*args):
+        return subprocess.run([*BIGBIRD, *args], capture_output=True, text=True, timeout=600, cwd=here)
+
+    out = at("init", "hf-qa", "--head", "BigBirdForQuestionAnswering")
+    assert out.returncode == 0 and "42,018 parameters" in out.stdout, out.stderr
+    assert at("convert", "hf-qa", "qa-flax", "--to", "flax").returncode == 0
+    assert at("convert", "hf-qa", "qa-bf16", "--to", "safetensors", "--dtype", "bfloat16").returncode == 0
+    out = at("regress", "record", "hf-qa", "golden/qa")
+    assert out.returncode == 0 and "recorded 12 outputs of BigBirdForQuestionAnswering" in out.stdout
+    out = at("regress", "verify", "qa-flax", "golden/qa", "--backend", "flax")
+    assert out.returncode == 0 and out.stdout.startswith("12/12 outputs within tolerance on flax")
+    out = at("regress", "verify", "qa-bf16", "golden/qa")  # the same model in bf16: drift, exit 1 (not 2)
+    assert out.returncode == 1 and "DRIFT BigBirdForQuestionAnswering" in out.stdout, out.stdout + out.stderr

@@ -3,6 +3,7 @@
 bigbird check                  # every head, every installed backend, on the seeded default model
 bigbird check --model DIR      # the same for a checkpoint directory
 bigbird info DIR               # config, parameter count, dtypes, weight files and supported heads
+bigbird init DIR               # write the built-in default model (to try convert, info and regress on)
 bigbird --version              # the library's version and those of the installed backends
 
 Progress goes to stderr through tqdm while a command runs, only when stderr is a terminal and neither
@@ -241,6 +242,24 @@ def _info_pair(args: argparse.Namespace, config: Any) -> int:
     return OK
 
 
+def _init(args: argparse.Namespace) -> int:
+    from bigbird_core.checkpoint import write_checkpoint
+    from bigbird_core.heads import model_class
+
+    from .check import DEFAULT_CONFIG
+
+    with Progress(args, total=1) as say:
+        say(f"writing the default {args.head}")
+        model = model_class(args.head)(DEFAULT_CONFIG, seed=args.seed)
+        write_checkpoint(args.dst, model.config, model.params, args.head, args.to)
+    count = sum(v.size for v in model.params.values())
+    if args.json:
+        _emit({"ok": True, "wrote": args.dst, "head": args.head, "format": args.to, "parameters": count})
+    else:
+        print(f"wrote {args.dst} ({args.to}, {args.head}, the seeded default: {count:,} parameters)")
+    return OK
+
+
 def _convert(args: argparse.Namespace) -> int:
     with Progress(args, total=1 if args.no_verify else 4) as progress:  # closed on errors too
         result, lines = _convert_run(args, progress)
@@ -414,6 +433,19 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--verbose", action="store_true", help="list every output, not only drifting ones")
     reg.add_argument("--quiet", action="store_true", help="no progress bar")
     reg.set_defaults(func=_regress)
+    init = sub.add_parser(
+        "init", formatter_class=fmt, help="write the built-in default model to a directory",
+        description="Write the seeded built-in default model (the one `bigbird check` runs) as a checkpoint "
+        "directory, so that convert, info and regress can be tried on it.",
+    )  # fmt: skip
+    init.add_argument("dst", metavar="DIR", help="the checkpoint directory to write (created or replaced)")
+    init.add_argument("--head", default="BigBirdForPreTraining", choices=list(head_names()),
+                      help="the head whose weights to write")  # fmt: skip
+    init.add_argument("--to", default="safetensors", choices=["safetensors", "torch-bin", "flax"],
+                      help="the weight format")  # fmt: skip
+    init.add_argument("--seed", type=_count(0), default=0, help="seed of the weights")
+    init.add_argument("--quiet", action="store_true", help="no progress bar")
+    init.set_defaults(func=_init)
     info = sub.add_parser(
         "info", formatter_class=fmt, help="describe a checkpoint directory",
         description="Describe a checkpoint: parameters, dtypes, the weight files present, the heads its weights "
@@ -422,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", metavar="DIR", help="the checkpoint directory")
     info.add_argument("--quiet", action="store_true", help="no progress bar")
     info.set_defaults(func=_info)
-    for command in (check, conv, reg, info):
+    for command in (check, conv, reg, info, init):
         command.add_argument("--json", action="store_true", help="print one JSON document for machines")
         command.add_argument("--debug", action="store_true", help="show the traceback of an internal error "
                              "(also before the command)")  # fmt: skip
