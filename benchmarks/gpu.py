@@ -3,6 +3,9 @@
     python benchmarks/gpu.py                      # on a CUDA machine: checks, then 4096 and 16384 in bf16
     python benchmarks/gpu.py --smoke              # tiny sizes on whatever device there is (harness check)
 
+Results go to benchmarks/results/gpu.json (``--out`` or ``$OUT`` for another folder); without a CUDA device the
+full run is refused (exit 2): ``--smoke`` checks the harness on a CPU in under a minute.
+
 Sections, each independent (a failing one is reported and the rest still run):
   check     fp32 and bf16 results of the flex paths against the gather path, the full layout and
             transformers 4.57.6 on the same device (kernel and a two-layer base-width model, padded).
@@ -31,6 +34,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 from bench import base_config, hf_config  # noqa: E402
 from gpu_common import (  # noqa: E402
     RESULTS,
@@ -424,12 +428,18 @@ def main(argv=None) -> int:
     )
     p.add_argument("--check-seq", type=int, default=4096)
     p.add_argument("--sections", default="peak,check,attention,model,flax")
-    p.add_argument("--out", default=os.environ.get("OUT", "."))
+    p.add_argument("--out", default=os.environ.get("OUT", RESULTS_DIR),
+                   help="folder of gpu.json (default: benchmarks/results, or $OUT)")  # fmt: skip
     args = p.parse_args(argv)
     import bigbird_torch.attention as A
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type != "cuda" and not args.smoke:  # the full run times CUDA kernels: minutes of nothing on a CPU
+        print("gpu.py: error: no CUDA device; run it on a GPU machine, or --smoke for the quick harness check "
+              "on this one", file=sys.stderr)  # fmt: skip
+        return 2
+    os.makedirs(args.out, exist_ok=True)
     hidden, heads, block, vocab = 768, 12, 64, 50358
     if args.smoke:
         args.seq, args.train_seq, args.check_seq, args.batch8_seq = "1024", "1024", 1024, ""

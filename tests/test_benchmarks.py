@@ -47,3 +47,17 @@ def test_gpu_harness_smoke(tmp_path):
     impls = {(r["kind"], r["impl"]) for r in data["rows"]}
     assert {("attention", "ours-flex"), ("attention", "dense-sdpa"), ("model", "ours"),
             ("train", "ours"), ("attention", "ours-flax"), ("model", "ours-flax")} <= impls  # fmt: skip
+
+
+def test_gpu_full_run_refuses_without_a_gpu(tmp_path):
+    """Without CUDA the full run stops at once with one line (it would time CUDA kernels for minutes) and writes
+    nothing into the working directory."""
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the full run is what it is for")
+    gpu = os.path.join(os.path.dirname(BENCH), "gpu.py")
+    run = subprocess.run([sys.executable, gpu], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.startswith("gpu.py: error: no CUDA device")
+    assert list(tmp_path.iterdir()) == []
