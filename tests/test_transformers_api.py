@@ -49,3 +49,25 @@ def test_pretrained_config_keywords():
     assert config.to_dict()["architectures"] == ["X"]
     with pytest.raises(Exception, match="model_type"):
         BigBirdConfig(model_type="bert")
+
+
+def test_save_pretrained_takes_accelerates_documented_call(tmp_path):
+    torch = pytest.importorskip("torch")
+    accelerate = pytest.importorskip("accelerate")
+    import bigbird_torch as bt
+    from bigbird_core import InputError
+
+    config = BigBirdConfig(vocab_size=100, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                           num_hidden_layers=2, block_size=8, num_random_blocks=2)  # fmt: skip
+    accelerator = accelerate.Accelerator(cpu=True)
+    model = accelerator.prepare(bt.BigBirdForMaskedLM(config, seed=0))
+    accelerator.unwrap_model(model).save_pretrained(
+        tmp_path / "saved", is_main_process=accelerator.is_main_process, save_function=accelerator.save,
+        state_dict=accelerator.get_state_dict(model), safe_serialization=True)  # fmt: skip
+    back = bt.BigBirdForMaskedLM.from_pretrained(tmp_path / "saved")
+    for (name, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    bt.BigBirdForMaskedLM(config).save_pretrained(tmp_path / "other", is_main_process=False)
+    assert not (tmp_path / "other").exists()  # another rank writes nothing
+    with pytest.raises(InputError, match="state_dict: expected a mapping"):
+        back.save_pretrained(tmp_path / "x", state_dict=[1, 2])

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from bigbird_core.checkpoint import write_checkpoint
 from bigbird_core.config import BigBirdConfig
+from bigbird_core.convert import check_state_dict
 from bigbird_core.errors import InputError, fail
 from bigbird_core.hub import HUB_ARGS, load_pretrained, shard_bytes
 from bigbird_core.kernels import check_kernel
@@ -123,22 +124,35 @@ class BigBirdPreTrainedModel(nn.Module):
             model.to(device_map)
         return model.eval()
 
-    def save_pretrained(self, save_directory: str | os.PathLike[str], safe_serialization: bool = True,
-                        max_shard_size: int | str | None = None, push_to_hub: bool = False) -> None:  # fmt: skip
+    def save_pretrained(self, save_directory: str | os.PathLike[str], is_main_process: bool = True,
+                        state_dict: dict[str, torch.Tensor] | None = None, save_function: Any = None,
+                        push_to_hub: bool = False, max_shard_size: int | str | None = None,
+                        safe_serialization: bool = True) -> None:  # fmt: skip
         """Write ``config.json`` (with the parameters' ``dtype``) and ``model.safetensors`` (or
         ``pytorch_model.bin``) atomically; dtypes kept. Every weight file already in the folder (any format,
         any shard) is replaced; other files stay.
 
-        ``max_shard_size`` (bytes, or a size such as ``"5GB"``) splits safetensors into shards with
-        ``model.safetensors.index.json``. ``push_to_hub`` is not done here: save, then
+        transformers' keywords, with their meaning (accelerate's documented call works as written):
+        ``is_main_process`` False writes nothing (the other ranks of a distributed run); ``state_dict`` is saved
+        instead of the model's own (accelerate's ``get_state_dict``: gathered and unwrapped), checked against the
+        head's weight table; ``save_function`` is accepted and not needed (our writer is atomic and
+        rank-agnostic). ``max_shard_size`` (bytes, or a size such as ``"5GB"``) splits safetensors into shards
+        with ``model.safetensors.index.json``. ``push_to_hub`` is not done here: save, then
         ``huggingface_hub.upload_folder(repo_id=..., folder_path=save_directory)``.
         """
         if push_to_hub:
             raise fail(InputError, "push_to_hub", "False (save, then huggingface_hub.upload_folder(repo_id=..., "
                        "folder_path=...))", "True")  # fmt: skip
+        if save_function is not None and not callable(save_function):
+            raise fail(InputError, "save_function", "a callable (or None)", save_function)
+        if not is_main_process:
+            return
+        if state_dict is not None and not isinstance(state_dict, dict):
+            raise fail(InputError, "state_dict", "a mapping of names to tensors (or None)", state_dict)
+        state = to_canonical(self.state_dict() if state_dict is None else state_dict)
+        check_state_dict(self.config, self.head, state, self.add_pooling_layer)
         fmt = "safetensors" if safe_serialization else "torch-bin"
-        write_checkpoint(os.fspath(save_directory), self.config, to_canonical(self.state_dict()), self.head, fmt,
-                         shard_bytes(max_shard_size))  # fmt: skip
+        write_checkpoint(os.fspath(save_directory), self.config, state, self.head, fmt, shard_bytes(max_shard_size))
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
         """Recompute each encoder layer in the backward pass (train mode) to save memory.
