@@ -132,7 +132,7 @@ def test_a_header_of_a_million_tensors_is_refused_fast(tmp_path):
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match="tensors"):
         read_safetensors(str(tmp_path / "ck" / "model.safetensors"))
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 5  # counted in the raw header: no parse of a million entries
 
 
 def test_missing_checkpoints_are_also_os_errors(tmp_path):

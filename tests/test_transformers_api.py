@@ -71,3 +71,40 @@ def test_save_pretrained_takes_accelerates_documented_call(tmp_path):
     assert not (tmp_path / "other").exists()  # another rank writes nothing
     with pytest.raises(InputError, match="state_dict: expected a mapping"):
         back.save_pretrained(tmp_path / "x", state_dict=[1, 2])
+
+
+def test_jax_jit_over_closed_over_numpy_inputs_and_a_traced_plan():
+    pytest.importorskip("flax")
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import bigbird_flax as bf
+    from bigbird_core import make_plan
+
+    config = BigBirdConfig(vocab_size=100, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                           num_hidden_layers=2, block_size=8, num_random_blocks=2, max_position_embeddings=512)  # fmt: skip
+    model = bf.FlaxBigBirdModel(config, seed=0)
+    ids = np.random.default_rng(0).integers(3, 100, (1, 256))  # block-sparse, closed over as NumPy
+    want = model(ids).last_hidden_state
+    module = bf.FlaxBigBirdModule(config)
+    got = jax.jit(lambda p: module.apply({"params": p}, ids).last_hidden_state)(model.params)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+    plan = jnp.asarray(make_plan(config, 32, training=False))
+    got = jax.jit(lambda p, pl: model(ids, params=p, plan=pl).last_hidden_state)(model.params, plan)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_do_init_false_keeps_the_params_outside_as_in_transformers(tmp_path):
+    pytest.importorskip("flax")
+    import bigbird_flax as bf
+
+    config = BigBirdConfig(vocab_size=100, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                           num_hidden_layers=2, block_size=8, num_random_blocks=2)  # fmt: skip
+    bf.FlaxBigBirdModel(config).save_pretrained(tmp_path)
+    model, params = bf.FlaxBigBirdModel.from_pretrained(tmp_path, _do_init=False)
+    with pytest.raises(ValueError, match="_do_init=False"):
+        model.params  # noqa: B018
+    with pytest.raises(ValueError, match="_do_init=False"):
+        model.params = params
+    assert model(input_ids=[[5, 6, 7]], params=params).last_hidden_state.shape == (1, 3, 32)

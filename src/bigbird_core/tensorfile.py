@@ -48,6 +48,9 @@ def _int(x: Any) -> bool:
 def parse_header(path: str, raw: bytes, body: int) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
     """Validate a safetensors header; returns ``{name: (dtype, shape, start, end)}`` (offsets in the data
     section of ``body`` bytes)."""
+    if raw.count(b'"data_offsets"') > MAX_TENSORS:  # counted in the bytes, before a million entries are parsed
+        raise CheckpointError(f"{path}: a safetensors header of more than {MAX_TENSORS} tensors (at most "
+                              f"{MAX_TENSORS} per file are read)")  # fmt: skip
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

@@ -51,8 +51,8 @@ class FlaxBigBirdEncoderDecoderModel:
             self._set(*split_state(config, init_encoder_decoder(config, seed), seed=seed)[:3])
 
     def _set(self, encoder: dict, decoder: dict, projection: dict) -> None:
-        self.encoder.params = from_canonical(encoder)
-        self.decoder.params = from_canonical(decoder)
+        self.encoder._set_params(from_canonical(encoder))
+        self.decoder._set_params(from_canonical(decoder))
         self.projection = from_canonical(projection).get(PROJECTION) if projection else None
 
     @property
@@ -64,7 +64,8 @@ class FlaxBigBirdEncoderDecoderModel:
 
     @params.setter
     def params(self, tree: dict) -> None:
-        self.encoder.params, self.decoder.params = tree["encoder"], tree["decoder"]
+        self.encoder._set_params(tree["encoder"])
+        self.decoder._set_params(tree["decoder"])
         self.projection = tree.get(PROJECTION)
 
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bigbird_core.activations import activation
 from bigbird_core.cache import fixed_cache_mask
@@ -20,6 +21,7 @@ from bigbird_core.config import BigBirdConfig
 from bigbird_core.kernels import check_kernel
 from bigbird_core.layout import distinct_slot_bias, slot_key_blocks
 from bigbird_core.recipe import BodyOutput, PreparedCall, finish_call, prepare_call
+from bigbird_core.validate import check_inputs
 from flax import struct
 
 from .attention import block_sparse_attention, full_attention
@@ -323,6 +325,25 @@ def layout_arrays(prep: PreparedCall, drawn: bool) -> LayoutArrays | None:
     return None
 
 
+_HOST_CHECKED = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "question_lengths")
+
+
+def on_device(config: BigBirdConfig, head: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A call's host arrays (NumPy, lists) as JAX arrays, so that the recipe runs in JAX even when the arrays are
+    closed over by a user's ``jax.jit`` (a NumPy mask indexed by traced key blocks cannot be); integer inputs are
+    judged on the host first (JAX without x64 would truncate int64 ids past int32)."""
+    host = {k: v for k, v in arguments.items() if v is not None and not isinstance(v, jax.Array)
+            and not isinstance(v, (bool, int, float, str)) and hasattr(np.asarray(v), "dtype")}  # fmt: skip
+    if not host:
+        return arguments
+    host = {k: np.asarray(v) for k, v in host.items()}
+    checked = {k: host[k] for k in _HOST_CHECKED if k in host}
+    if checked and (arguments.get("input_ids") is not None or arguments.get("inputs_embeds") is not None):
+        ref = {k: arguments[k] for k in ("input_ids", "inputs_embeds") if arguments.get(k) is not None}
+        check_inputs(config, head, **{**ref, **checked})
+    return {**arguments, **{k: jnp.asarray(v) for k, v in host.items() if v.dtype.kind in "biuf"}}
+
+
 def prepare(module: nn.Module, head: str, deterministic: bool, plan: Any, **arguments: Any) -> tuple:
     """The core's call recipe inside a linen module: ``(prepared call, whether the plan was drawn)``.
 
@@ -336,6 +357,7 @@ def prepare(module: nn.Module, head: str, deterministic: bool, plan: Any, **argu
     if drawn:
         config = module.config
         plan = lambda n: draw_plan(module.make_rng("indices"), config, n)  # noqa: E731
+    arguments = on_device(module.config, head, arguments)
     cached = module.config.is_decoder and not module.is_initializing() and "cache" in module.variables
     mask = arguments.get("attention_mask")
     cache_size = (mask.shape[-1] if mask is not None else 0) if cached else None

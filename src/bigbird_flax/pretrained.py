@@ -99,6 +99,7 @@ class FlaxBigBirdPreTrainedModel:
         self.load_report = LoadReport((), (), ())
         register_output(head_spec(self.head).output)  # a jitted apply returns it
         self._build_module()
+        self._is_initialized = _do_init  # transformers' flag: False keeps the parameters outside the model
         self._params = self.init_weights(jax.random.PRNGKey(seed), self.input_shape) if _do_init else None
 
     def _build_module(self) -> None:
@@ -115,7 +116,9 @@ class FlaxBigBirdPreTrainedModel:
     # ----------------------------------------------------------------------------------- params
     @property
     def params(self) -> dict:
-        if self._params is None:
+        """The parameter tree; with ``_do_init=False`` reading (or setting) it is a ``ValueError`` (our
+        ``InputError``), as in transformers: the parameters live outside the model and go in as ``params=``."""
+        if not self._is_initialized or self._params is None:
             raise InputError(
                 "params: this model was built with _do_init=False; pass params= or call init_weights"
             )
@@ -123,7 +126,14 @@ class FlaxBigBirdPreTrainedModel:
 
     @params.setter
     def params(self, value: dict) -> None:
+        if not self._is_initialized:
+            raise InputError("params: this model was built with _do_init=False: keep the parameters outside it "
+                             "and pass them as params=")  # fmt: skip
         self._params = value
+
+    def _set_params(self, value: dict) -> None:
+        """Make the model hold ``value`` (its loaders: ``from_pretrained``, the encoder-decoder pair)."""
+        self._is_initialized, self._params = True, value
 
     def init_weights(
         self, rng: jax.Array, input_shape: tuple | None = None, params: dict | None = None
@@ -203,7 +213,7 @@ class FlaxBigBirdPreTrainedModel:
             tree = model._cast(tree, jnp.dtype(stored))
         if not _do_init:
             return model, tree
-        model.params = tree
+        model._set_params(tree)
         return model
 
     # ------------------------------------------------------------------------------- parameter trees
@@ -328,8 +338,9 @@ class FlaxBigBirdPreTrainedModel:
                 raise fail(InputError, "plan", "None when decoding with a cache (decoders use full attention)", plan)
             out, cache = _jitted_cached_apply(self.module)(params, past_key_values, inputs, labels, rngs, **flags)
             out["past_key_values"] = cache
-        elif plan is not None:  # a given plan is data the core merges on the host: applied without jit
-            out = self.module.apply({"params": params}, **inputs, **labels, plan=np.asarray(plan), rngs=rngs, **flags)
+        elif plan is not None:  # a given plan is data the core merges on the host (a traced one: on the device)
+            given = np.asarray(plan) if not isinstance(plan, jax.core.Tracer) else plan
+            out = self.module.apply({"params": params}, **inputs, **labels, plan=given, rngs=rngs, **flags)
         else:
             out = _jitted_apply(self.module)(params, inputs, labels, rngs, **flags)
         return out if (c.use_return_dict if return_dict is None else return_dict) else out.to_tuple()

@@ -36,7 +36,7 @@ def test_a_users_module_gets_the_wrappers_block_sparse_numbers():
     inputs = {k: jnp.asarray(v) for k, v in make_inputs(CASE, "BigBirdModel").items()}
     user = Classifier(CFG)
     variables = user.init(jax.random.PRNGKey(0), **inputs)
-    wrapper = bf.FlaxBigBirdModel(CFG, _do_init=False)
+    wrapper = bf.FlaxBigBirdModel(CFG)  # (with _do_init=False it could not hold them: transformers' rule)
     wrapper.params = variables["params"]["encoder"]
     hidden, _ = jax.jit(user.apply)(variables, **inputs)
     assert hidden.shape == (2, CASE.seq_len, CFG.hidden_size)  # cut back to the input length
