@@ -79,3 +79,24 @@ def make_labels(case: Case, head: str, seed: int = 1, batch: int = 2) -> dict[st
             "end_positions": rng.integers(0, L + 5, (batch,)),
         }
     return {}
+
+
+def causal_lms(config: BigBirdConfig, seed: int = 0) -> list[tuple]:
+    """``(backend, BigBirdForCausalLM of config, array converter)`` in every installed framework backend."""
+    out = []
+    try:
+        import bigbird_torch as bt
+        import torch
+
+        out.append(("torch", bt.BigBirdForCausalLM(config, seed=seed).eval(), torch.as_tensor))
+    except ImportError:
+        pass
+    try:
+        import jax.numpy as jnp
+
+        import bigbird_flax as bf
+
+        out.append(("flax", bf.FlaxBigBirdForCausalLM(config, seed=seed), jnp.asarray))
+    except ImportError:
+        pass
+    return out

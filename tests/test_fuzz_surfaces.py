@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import bigbird_core as core
 from bigbird_core import BigBirdConfig, BigBirdError
 from bigbird_core.encoder_decoder import EncoderDecoderConfig
+from cases import causal_lms
 
 # BIGBIRD_FUZZ_EXAMPLES=500 for a longer sweep than CI's
 FUZZ = settings(max_examples=int(os.environ.get("BIGBIRD_FUZZ_EXAMPLES", "60")), deadline=None,
@@ -30,27 +31,7 @@ GENERATE_KEYS = ("max_length", "max_new_tokens", "eos_token_id", "pad_token_id",
 generate_kwargs = st.dictionaries(st.sampled_from(GENERATE_KEYS), odd, max_size=3)
 
 
-def _decoders():
-    out = []
-    try:
-        import bigbird_torch as bt
-        import torch
-
-        out.append(("torch", bt.BigBirdForCausalLM(CFG, seed=0).eval(), torch.as_tensor))
-    except ImportError:
-        pass
-    try:
-        import jax.numpy as jnp
-
-        import bigbird_flax as bf
-
-        out.append(("flax", bf.FlaxBigBirdForCausalLM(CFG, seed=0), jnp.asarray))
-    except ImportError:
-        pass
-    return out
-
-
-DECODERS = _decoders()
+DECODERS = causal_lms(CFG)
 
 
 @pytest.mark.parametrize("backend,model,to", DECODERS, ids=[d[0] for d in DECODERS])

@@ -15,6 +15,7 @@ import pytest
 import bigbird_core as core
 from bigbird_core import BigBirdConfig, CheckpointError, InputError
 from bigbird_core.errors import CheckpointMismatchError, CheckpointNotFoundError
+from cases import causal_lms
 from hubcache import hub_cache
 
 CFG = BigBirdConfig(vocab_size=64, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
@@ -395,23 +396,7 @@ GEN = CFG.replace(is_decoder=True, max_position_embeddings=64)
 
 
 def generators():
-    out = []
-    try:
-        import bigbird_torch as bt
-        import torch
-
-        out.append(("torch", bt.BigBirdForCausalLM(GEN, seed=0).eval(), torch.as_tensor))
-    except ImportError:
-        pass
-    try:
-        import jax.numpy as jnp
-
-        import bigbird_flax as bf
-
-        out.append(("flax", bf.FlaxBigBirdForCausalLM(GEN, seed=0), jnp.asarray))
-    except ImportError:
-        pass
-    return out
+    return causal_lms(GEN)
 
 
 def _tokens(out):
