@@ -515,6 +515,7 @@ for name, call in cases.items():
     except BigBirdError as e:
         out[name] = type(e).__name__ + ": " + str(e)
 torch.save(out, os.path.join(sys.argv[1], f"rank{rank}.pt"))
+dist.barrier()  # every rank done with gloo before any tears it down (a teardown race aborted a run once)
 dist.destroy_process_group()
 """
 

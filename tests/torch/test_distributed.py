@@ -48,6 +48,7 @@ state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone
          for k, v in model.state_dict().items()}
 state = {k.removeprefix("module."): v for k, v in state.items()}
 torch.save({"loss": loss, "state": state}, os.path.join(out, f"rank{rank}.pt"))
+dist.barrier()  # every rank done with gloo before any tears it down (a teardown race aborted a run once)
 dist.destroy_process_group()
 """
 

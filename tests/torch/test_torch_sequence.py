@@ -71,6 +71,7 @@ for call in (lambda: sequence_parallel_forward(model, ids[:, :500]),
     except InputError as e:
         result["errors"].append(str(e))
 torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+dist.barrier()  # every rank done with gloo before any tears it down (a teardown race aborted a run once)
 dist.destroy_process_group()
 """
 
