@@ -24,7 +24,10 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
+from bigbird_core.checkpoint import FORMATS
+from bigbird_core.convert import DTYPES
 from bigbird_core.errors import BigBirdError
+from bigbird_core.head_specs import ALL_WEIGHTS_HEAD
 from bigbird_core.registry import head_names
 
 from .backends import BACKENDS, load_formats
@@ -109,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     conv.add_argument("src", metavar="SRC", help="the checkpoint directory to read")
     conv.add_argument("dst", metavar="DST", help="the checkpoint directory to write (created or replaced)")
-    conv.add_argument("--to", required=True, choices=["safetensors", "torch-bin", "flax"], help="the format to write")
-    conv.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "float64"],
+    conv.add_argument("--to", required=True, choices=list(FORMATS), help="the format to write")
+    conv.add_argument("--dtype", choices=list(DTYPES),
                       help="cast the weights (default: keep their dtype)")  # fmt: skip
     conv.add_argument("--head", choices=list(head_names()), help="keep only this head's weights (default: all)")
     conv.add_argument("--no-verify", action="store_true", help="skip running both sides on a seeded input")
@@ -135,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         "directory, so that convert, info and regress can be tried on it.",
     )  # fmt: skip
     init.add_argument("dst", metavar="DIR", help="the checkpoint directory to write (created or replaced)")
-    init.add_argument("--head", default="BigBirdForPreTraining", choices=list(head_names()),
+    init.add_argument("--head", default=ALL_WEIGHTS_HEAD, choices=list(head_names()),
                       help="the head whose weights to write")  # fmt: skip
-    init.add_argument("--to", default="safetensors", choices=["safetensors", "torch-bin", "flax"],
+    init.add_argument("--to", default="safetensors", choices=list(FORMATS),
                       help="the weight format")  # fmt: skip
     init.add_argument("--seed", type=_count(0), default=0, help="seed of the weights")
     init.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -21,6 +21,7 @@ import numpy as np
 
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.errors import CheckpointError, InputError
+from bigbird_core.head_specs import ALL_WEIGHTS_HEAD, BASE_HEAD
 from bigbird_core.heads import model_class
 from bigbird_core.registry import head_names, head_spec
 from bigbird_core.tolerances import as_float64, compare, identical
@@ -162,24 +163,21 @@ def supported_heads(directory: str) -> list[str]:
 
 
 def conversion_round_trip(directory: str | None, backends: list[str]) -> Row:
-    """Weights through every installed backend's form and back (numpy -> flax tree -> torch state_dict ->
-    numpy, each backend's ``from_canonical`` then ``to_canonical``): bit-identical or a failure."""
+    """Weights through the core's Flax tree (its table: checked with or without flax installed), then through
+    every framework backend run (its ``from_canonical``, then ``to_canonical``), back to NumPy: bit-identical or a
+    failure."""
     from bigbird_core.checkpoint import read_checkpoint
+    from bigbird_core.flax_names import from_flax_tree, to_flax_tree
 
     if directory is None:
-        state = model_class("BigBirdForPreTraining")(DEFAULT_CONFIG, seed=0).params
+        state = model_class(ALL_WEIGHTS_HEAD)(DEFAULT_CONFIG, seed=0).params
     else:
         state = read_checkpoint(directory)[1]
-    back, path = state, ["numpy"]
-    for name in ("flax", "torch"):  # flax's tree is always checked: the core's table makes it
-        if name in backends or name == "flax":
-            module = load_backend(name) if name in backends else None
-            if module is None:
-                from bigbird_core.flax_names import from_flax_tree, to_flax_tree
-
-                back = from_flax_tree(to_flax_tree(back))
-            else:
-                back = module.to_canonical(module.from_canonical(back))
+    back, path = from_flax_tree(to_flax_tree(state)), ["numpy", "flax tree"]
+    for name in backends:
+        if name != "numpy":
+            module = load_backend(name)
+            back = module.to_canonical(module.from_canonical(back))
             path.append(name)
     same = sorted(back) == sorted(state) and all(
         identical(back[k], state[k])
@@ -215,7 +213,7 @@ def run_check(
 
             if heads:
                 raise InputError("--heads: an encoder-decoder pair is checked whole (leave --heads out)")
-            check_sizes(pair.encoder, ["BigBirdModel"], seq_len, batch)
+            check_sizes(pair.encoder, [BASE_HEAD], seq_len, batch)
             return check_pair(directory, pair, backends, seq_len=seq_len, batch=batch, seed=seed, dtype=dtype,
                               progress=progress)  # fmt: skip
     heads = heads or (list(head_names()) if directory is None else supported_heads(directory))

@@ -6,6 +6,7 @@ Importing this package never imports torch or jax.
 from .config import BigBirdConfig
 from .encoder_decoder import EncoderDecoderConfig
 from .errors import BigBirdError, CheckpointError, ConfigError, InputError
+from .head_specs import HEADS
 from .heads import (
     MODEL_CLASSES,
     BigBirdForCausalLM,
@@ -26,7 +27,6 @@ from .plans import google_plan, make_plan, seeded_plan, transformers_plan
 from .recipe import BodyOutput, PreparedCall, finish_call, prepare_call
 from .registry import HeadSpec, head_names, head_spec, register_head, unregister_head
 from .tolerances import TOLERANCES, assert_close, compare
-from .weights import HEADS
 
 __version__ = "0.1.0"
 NAME = "numpy"

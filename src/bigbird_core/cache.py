@@ -10,7 +10,7 @@ Fixed-size cache (Flax, transformers' 4.x Flax semantics, so a jitted decoding s
 ``(batch, max_length, heads, head_dim)`` and ``cache_index`` (tokens written so far), and per cross-attention
 module ``cached_key`` / ``cached_value`` ``(batch, encoder_len, heads, head_dim)``, written on the first step.
 The attention mask of a cached call covers all ``max_length`` positions (``(batch, max_length)``); the causal
-part comes from the index (:func:`fixed_cache_mask`).
+part comes from the index (:func:`causal_mask`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from .arrays import device, namespace
 from .config import BigBirdConfig
-from .errors import InputError, fail
+from .errors import InputError, describe, fail
 from .registry import cache_heads, head_spec
 
 
@@ -75,7 +75,7 @@ def cache_length(config: BigBirdConfig, past_key_values: Any, batch: int | None 
                 length = str(known) if known is not None else ("encoder_len" if cross else "past_len")
                 b = "batch" if batch is None else str(batch)
                 kind = f" of {want}" if want else " (floating point)"
-                got = f"{_describe(x)} of {_dtype_name(getattr(x, 'dtype', None)) or type(x).__name__}"
+                got = f"{describe(x)} of {_dtype_name(getattr(x, 'dtype', None)) or type(x).__name__}"
                 raise fail(InputError, f"past_key_values[{i}][{j}]", f"{what}-attention keys/values of shape "
                            f"({b}, {heads}, {length}, {d}){kind}", got)  # fmt: skip
     return int(lengths[False]), len(first) == 4
@@ -83,12 +83,6 @@ def cache_length(config: BigBirdConfig, past_key_values: Any, batch: int | None 
 
 def _dtype_name(dtype: Any) -> str:
     return "" if dtype is None else str(dtype).replace("torch.", "")
-
-
-def _describe(x: Any) -> str:
-    from .errors import describe
-
-    return describe(x)
 
 
 def causal_mask(mask: Any, index: Any, q_len: int) -> Any:
@@ -104,9 +98,6 @@ def causal_mask(mask: Any, index: Any, q_len: int) -> Any:
     causal = xp.arange(max_len, device=dev)[None, :] <= rows  # (Q, K)
     keep = mask[:, None, None, :] * xp.astype(causal, mask.dtype)[None, None]
     return (1.0 - keep) * xp.finfo(mask.dtype).min
-
-
-fixed_cache_mask = causal_mask  # a call on a fixed-size cache: K is its max_length
 
 
 def cache_mask(mask: Any, max_length: int) -> Any:

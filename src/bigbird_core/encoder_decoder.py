@@ -21,11 +21,12 @@ import numpy as np
 
 from .config import BigBirdConfig
 from .errors import CheckpointError, CheckpointMismatchError, ConfigError, InputError, fail
+from .head_specs import BASE_HEAD, DECODER_HEAD
 from .params import linear_params
 from .validate import IGNORE_INDEX
 from .weights import LoadReport, match_state_dict
 
-ENCODER_HEAD, DECODER_HEAD = "BigBirdModel", "BigBirdForCausalLM"
+ENCODER_HEAD = BASE_HEAD  # the pair runs the body alone as its encoder and the causal LM as its decoder
 PROJECTION = "enc_to_dec_proj"
 
 

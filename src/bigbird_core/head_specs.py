@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import outputs as O
+from .arrays import namespace
 from .config import BigBirdConfig
 from .inputs import QA_LOGITS_PENALTY
 from .params import ParamSpec, linear_params, norm_params
@@ -116,16 +117,12 @@ def _logits_fields(prep, body, outputs) -> dict[str, Any]:
 
 
 def _choice_fields(prep, body, outputs) -> dict[str, Any]:
-    from .arrays import namespace
-
     logits = outputs[0]  # (batch * choices, 1)
     return {"logits": namespace(logits).reshape(logits, (-1, prep.shapes.num_choices))}
 
 
 def _qa_fields(prep, body, outputs) -> dict[str, Any]:
     """Question tokens but position 0 get ``QA_LOGITS_PENALTY`` subtracted from both logits."""
-    from .arrays import namespace
-
     logits = outputs[0]  # (batch, seq, 2)
     if prep.logits_mask is not None:
         xp = namespace(logits)
@@ -160,6 +157,11 @@ def _example_spans(config, rng, ids) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ the table
+# the heads other parts of the library run by their role, named here once
+BASE_HEAD = "BigBirdModel"  # the body alone: sequence parallelism, a pair's encoder, the fallback of detection
+DECODER_HEAD = "BigBirdForCausalLM"  # a pair's decoder
+ALL_WEIGHTS_HEAD = "BigBirdForPreTraining"  # holds every weight the other heads share (the CLI's default model)
+
 HEADS = (
     "BigBirdModel", "BigBirdForPreTraining", "BigBirdForMaskedLM", "BigBirdForCausalLM",
     "BigBirdForSequenceClassification", "BigBirdForMultipleChoice", "BigBirdForTokenClassification",
@@ -173,7 +175,7 @@ def _has_mlm(keys) -> bool:
 
 
 register_head(HeadSpec(
-    "BigBirdModel", O.BaseModelOutputWithPoolingAndCrossAttentions, _base_fields, body_prefix="", cache=True,
+    BASE_HEAD, O.BaseModelOutputWithPoolingAndCrossAttentions, _base_fields, body_prefix="", cache=True,
 ))  # fmt: skip
 register_head(HeadSpec(
     "BigBirdForPreTraining", O.BigBirdForPreTrainingOutput,

@@ -127,7 +127,9 @@ def cache_heads() -> tuple[str, ...]:
 def detect_head(shapes: dict[str, tuple[int, ...]]) -> str:
     """The head a checkpoint's ``{key: shape}`` was saved from: the first registered head whose detection
     rule holds, the base model when none does."""
+    from .head_specs import BASE_HEAD
+
     for spec in _builtins().values():
         if spec.detect is not None and spec.detect(shapes):
             return spec.name
-    return "BigBirdModel"
+    return BASE_HEAD

@@ -16,9 +16,9 @@ import numpy as np
 
 from .config import BigBirdConfig
 from .errors import CheckpointError, CheckpointMismatchError
-from .head_specs import HEADS, TIED_DECODER_WEIGHT  # noqa: F401  (HEADS re-exported)
+from .head_specs import TIED_DECODER_WEIGHT
 from .params import ParamSpec, linear_params, norm_params
-from .registry import check_head, head_spec  # noqa: F401  (check_head re-exported)
+from .registry import head_spec
 
 BODY_PREFIX = "bert."
 log = logging.getLogger("bigbird")

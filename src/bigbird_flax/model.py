@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigbird_core.activations import activation
-from bigbird_core.cache import fixed_cache_mask
+from bigbird_core.cache import causal_mask
 from bigbird_core.config import BigBirdConfig
+from bigbird_core.head_specs import BASE_HEAD
 from bigbird_core.kernels import check_kernel
 from bigbird_core.layout import distinct_slot_bias, slot_key_blocks
 from bigbird_core.recipe import BodyOutput, PreparedCall, finish_call, prepare_call
@@ -158,7 +159,7 @@ class FlaxBigBirdSelfAttention(nn.Module):
                                                           (0, start, 0, 0))  # fmt: skip
         index.value = start + seq
         return (cached_key.value.transpose(0, 2, 1, 3), cached_value.value.transpose(0, 2, 1, 3),
-                fixed_cache_mask(mask, start, seq))  # fmt: skip
+                causal_mask(mask, start, seq))  # fmt: skip
 
 
 class FlaxBigBirdCrossSelfAttention(nn.Module):
@@ -391,7 +392,7 @@ class FlaxBigBirdModule(nn.Module):
                  inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None,
                  deterministic: bool = True, output_attentions: bool = False, output_hidden_states: bool = False,
                  return_dict: bool = True, plan=None):  # fmt: skip
-        prep, drawn = prepare(self, "BigBirdModel", deterministic, plan, input_ids=input_ids,
+        prep, drawn = prepare(self, BASE_HEAD, deterministic, plan, input_ids=input_ids,
                               attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
                               head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
                               output_hidden_states=output_hidden_states, return_dict=return_dict,

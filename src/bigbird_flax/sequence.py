@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from bigbird_core import sequence as core
 from bigbird_core.errors import InputError, fail
+from bigbird_core.head_specs import BASE_HEAD
 from bigbird_core.recipe import BodyOutput, finish_call, prepare_call
 from bigbird_core.sequence import SequenceShards, sequence_layout, sequence_shards  # noqa: F401  (re-exported)
 from flax import struct
@@ -141,7 +142,7 @@ def sequence_parallel_apply(module: Any, variables: Any, mesh: Mesh, input_ids: 
     """
     if axis not in mesh.shape:
         raise fail(InputError, "axis", f"an axis of the mesh ({', '.join(mesh.shape)})", repr(axis))
-    prep = prepare_call(module.config, "BigBirdModel", dtype=module.dtype, input_ids=input_ids,
+    prep = prepare_call(module.config, BASE_HEAD, dtype=module.dtype, input_ids=input_ids,
                         attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
                         plan=plan, training=not deterministic)  # fmt: skip
     shards = sequence_shards(sequence_layout(prep), mesh.shape[axis])

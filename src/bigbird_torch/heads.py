@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from bigbird_core.config import BigBirdConfig
 from bigbird_core.generation import generation
+from bigbird_core.validate import check_cross_inputs, check_inputs
 from torch import nn
 
 from .generation import generate as decode
 from .generation import seeded_generator
-from .model import BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput, act
+from .model import BigBirdBody, BigBirdIntermediate, BigBirdResidualOutput, act, as_tensor
 from .pretrained import MODEL_CLASSES, BigBirdPreTrainedModel, asarray, model_class, runner, torch_dtype_of
 
 __all__ = ["MODEL_CLASSES", "BigBirdPreTrainedModel", "asarray", "model_class", "runner", "torch_dtype_of"]
@@ -168,10 +169,6 @@ class BigBirdForCausalLM(BigBirdHeadModel):
         Returns:
             ``(batch, length)``: the prompt and the generated tokens.
         """
-        from bigbird_core.validate import check_cross_inputs, check_inputs
-
-        from .model import as_tensor
-
         input_ids, attention_mask = as_tensor(input_ids), as_tensor(attention_mask)
         encoder_hidden_states, encoder_attention_mask = as_tensor(encoder_hidden_states), as_tensor(
             encoder_attention_mask)  # fmt: skip

@@ -17,6 +17,7 @@ import torch
 from bigbird_core import outputs as O
 from bigbird_core import sequence as core
 from bigbird_core.errors import BigBirdError, InputError, fail
+from bigbird_core.head_specs import BASE_HEAD
 from bigbird_core.recipe import prepare_call
 from bigbird_core.sequence import SequenceShards, sequence_layout, sequence_shards  # noqa: F401  (re-exported)
 
@@ -175,7 +176,7 @@ def sequence_parallel_forward(model: torch.nn.Module, input_ids: torch.Tensor, a
     # on one rank is refused on all (the others would wait for it forever)
     refused = None
     try:
-        prep = prepare_call(body.config, "BigBirdModel", dtype=body.embeddings.LayerNorm.weight.dtype,
+        prep = prepare_call(body.config, BASE_HEAD, dtype=body.embeddings.LayerNorm.weight.dtype,
                             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                             position_ids=position_ids, plan=plan, training=body.training)  # fmt: skip
         shards = sequence_shards(sequence_layout(prep), world)
